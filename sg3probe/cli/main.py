@@ -1,0 +1,47 @@
+"""Entry point of the `sg3probe` command: the click group, error handling and command registry."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from sg3probe.errors import Sg3probeError
+
+
+class _Group(click.Group):
+    """A click group that turns our errors into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Sg3probeError as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(package_name="sg3probe")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """sg3probe: analyse and edit the latent spaces of StyleGAN3 generators."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _register_commands() -> None:
+    # Imported here so that `import sg3probe.cli.main` stays cheap and free of side effects.
+    from sg3probe.cli import model_commands
+
+    for command in model_commands.COMMANDS:
+        cli.add_command(command)
+    try:
+        from sg3probe.cli import toy
+    except ImportError:  # the toy-world commands are optional while that module is being built
+        return
+    cli.add_command(toy.toy)
+
+
+_register_commands()
