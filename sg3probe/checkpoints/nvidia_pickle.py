@@ -78,6 +78,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("dnnlib.util", "EasyDict"): _EasyDict,
     ("numpy", "dtype"): np.dtype,
     ("numpy", "ndarray"): np.ndarray,
+    ("builtins", "set"): set,  # pickles of protocol <= 3 spell sets this way
 }
 try:  # numpy >= 2 moved the implementation; either spelling in a file maps to the one installed.
     from numpy._core import multiarray as _multiarray

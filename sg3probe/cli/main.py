@@ -32,16 +32,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    # Imported here so that `import sg3probe.cli.main` stays cheap and free of side effects.
-    from sg3probe.cli import model_commands
+    from sg3probe.cli import model_commands, plugin_commands, toy
+    from sg3probe.plugin_manager import get_plugin_manager
 
-    for command in model_commands.COMMANDS:
+    for command in model_commands.COMMANDS + plugin_commands.COMMANDS:
         cli.add_command(command)
-    try:
-        from sg3probe.cli import toy
-    except ImportError:  # the toy-world commands are optional while that module is being built
-        return
     cli.add_command(toy.toy)
+    get_plugin_manager().add_commands(cli)  # plugins' register_commands hook
 
 
 _register_commands()

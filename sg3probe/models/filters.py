@@ -57,3 +57,30 @@ def resampling_matrix(filter_1d: torch.Tensor | None, in_length: int, up: int = 
     valid = (k >= 0) & (k < length)
     matrix = torch.where(valid, taps[k.clamp(0, length - 1)], torch.zeros((), dtype=torch.float64))
     return (matrix * gain).to(torch.float32)
+
+
+def separable_factors(filter_2d: torch.Tensor, rel_tol: float = 1e-7) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Write a 2-D filter as a short sum of separable ones: f = sum_k outer(col_k, row_k).
+
+    StyleGAN3-R's radial filters have numerical rank 3-4 (singular values fall below 1e-7 of
+    the largest after that), so a few separable passes reproduce them to float32 precision.
+    """
+    u, s, vh = torch.linalg.svd(filter_2d.detach().to(torch.float64).cpu())
+    keep = int((s > s[0] * rel_tol).sum())
+    return [(u[:, k] * s[k].sqrt(), vh[k] * s[k].sqrt()) for k in range(keep)]
+
+
+def downsampling_matrices(down_filter: torch.Tensor | None, in_length: int, down: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matrices (rows [out, r*in], cols [r*out, in]) applying a 1-D (r = 1) or 2-D filter with decimation.
+
+    For x [.., in, in]: y = x @ cols.t() gives r stacked column-filtered copies; re-stacked as
+    [.., r*in, out] and left-multiplied by `rows`, the r separable terms are summed in one product.
+    """
+    if down_filter is not None and down_filter.ndim == 2:
+        factors = separable_factors(down_filter)
+    else:
+        taps = None if down_filter is None else down_filter.detach().to(torch.float64)
+        factors = [(taps, taps)]
+    rows = torch.cat([resampling_matrix(col, in_length, down=down) for col, _ in factors], dim=1)
+    cols = torch.cat([resampling_matrix(row, in_length, down=down) for _, row in factors], dim=0)
+    return rows, cols

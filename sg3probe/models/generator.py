@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from sg3probe.models import ops
 from sg3probe.models.architecture import (Architecture, GeneratorConfig, InputSpec, LayerSpec,
                                           derive_architecture)
-from sg3probe.models.filters import design_lowpass_filter, output_length, resampling_matrix
+from sg3probe.models.filters import (design_lowpass_filter, downsampling_matrices, output_length,
+                                     resampling_matrix)
 from sg3probe.models.hooks import HookFn, HookPoint, installed_hooks, resolve_names
 
 Styles = "OrderedDict[str, torch.Tensor]"
@@ -177,12 +178,8 @@ class SynthesisLayer(torch.nn.Module):
         up_w = resampling_matrix(self.up_filter, conv_size, up=spec.up_factor, pad0=x0, pad1=x1, gain=spec.up_factor)
         up_h = resampling_matrix(self.up_filter, conv_size, up=spec.up_factor, pad0=y0, pad1=y1, gain=spec.up_factor)
         tmp_size = output_length(conv_size, spec.up_factor, 1, x0, x1, spec.up_taps)
-        down_h = down_w = down_2d = None
-        if self.down_filter is not None and self.down_filter.ndim == 2:
-            down_2d = self.down_filter.to(x.dtype)
-        else:
-            down_w = down_h = resampling_matrix(self.down_filter, tmp_size, down=spec.down_factor).to(x.device, x.dtype)
-        value = (up_h.to(x.device, x.dtype), up_w.to(x.device, x.dtype), down_h, down_w, down_2d)
+        down_h, down_w = downsampling_matrices(self.down_filter, tmp_size, spec.down_factor)
+        value = tuple(m.to(x.device, x.dtype) for m in (up_h, up_w, down_h, down_w))
         self._resampler_cache = (key, value)
         return value
 
@@ -205,10 +202,9 @@ class SynthesisLayer(torch.nn.Module):
         if self.is_torgb and spec.up_factor == spec.down_factor == 1 and spec.padding == (0, 0, 0, 0):
             x = x + self.bias[None, :, None, None]
             return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
-        up_h, up_w, down_h, down_w, down_2d = self._resamplers(x)
+        up_h, up_w, down_h, down_w = self._resamplers(x)
         return ops.filtered_lrelu(x, self.bias, up_h=up_h, up_w=up_w, down_h=down_h, down_w=down_w,
-                                  down_2d=down_2d, down_factor=spec.down_factor, gain=gain, slope=slope,
-                                  clamp=self.conv_clamp)
+                                  gain=gain, slope=slope, clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
         s = self.spec

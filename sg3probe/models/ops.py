@@ -39,29 +39,30 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
 
 def filtered_lrelu(x: torch.Tensor, bias: torch.Tensor, *, up_h: torch.Tensor, up_w: torch.Tensor,
-                   down_h: torch.Tensor | None, down_w: torch.Tensor | None,
-                   down_2d: torch.Tensor | None, down_factor: int, gain: float, slope: float,
+                   down_h: torch.Tensor, down_w: torch.Tensor, gain: float, slope: float,
                    clamp: float | None) -> torch.Tensor:
     """Bias, upsample, leaky ReLU, clamp, downsample, with resampling as matrix products.
 
-    up_h [Ht, H], up_w [Wt, W]: the upsampling matrices (zero insertion, padding and the up
-    filter with its gain folded in). Downsampling is either separable (down_h, down_w: matrices
-    with the decimation folded in) or a 2-D radial filter `down_2d` [k, k] applied with stride.
+    up_h [Ht, H], up_w [Wt, W]: upsampling (zero insertion, padding, the up filter and its gain).
+    down_h [Ho, r*Ht], down_w [r*Wo, Wt]: decimating down filter as r separable terms (r = 1 for
+    1-D filters, 3-4 for StyleGAN3-R's radial ones; see filters.downsampling_matrices).
     Only the kept output samples are ever computed.
     """
     x = x + bias[None, :, None, None]
     x = up_h @ (x @ up_w.t())  # [N, C, Ht, Wt]
+    # The upsampled tensor is the largest temporary: work on it in place unless autograd needs it.
+    inplace = not (torch.is_grad_enabled() and x.requires_grad)
     if slope != 1:
-        x = F.leaky_relu(x, slope)
+        x = F.leaky_relu(x, slope, inplace=inplace)
     if clamp is not None:
         # clamp(gain * y, c) == gain * clamp(y, c / gain); the gain is applied while downsampling.
-        x = x.clamp(-clamp / gain, clamp / gain)
-    if down_2d is not None:
+        x = x.clamp_(-clamp / gain, clamp / gain) if inplace else x.clamp(-clamp / gain, clamp / gain)
+    terms = down_h.shape[1] // x.shape[2]
+    x = x @ down_w.t()  # [N, C, Ht, r*Wo]
+    if terms > 1:
         n, c, h, w = x.shape
-        kernel = (down_2d.flip([0, 1]) * gain)[None, None]
-        x = F.conv2d(x.reshape(n * c, 1, h, w), kernel, stride=down_factor)
-        return x.reshape(n, c, x.shape[2], x.shape[3])
-    return (down_h * gain) @ (x @ down_w.t())
+        x = x.reshape(n, c, h, terms, w // terms).permute(0, 1, 3, 2, 4).reshape(n, c, terms * h, w // terms)
+    return (down_h * gain) @ x
 
 
 # ----------------------------------------------------------------------------------------------

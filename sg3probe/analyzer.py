@@ -1,0 +1,203 @@
+"""What an analyzer plugin writes against: its declared needs, config, inputs and context.
+
+    class Spread(Analyzer):
+        name = "spread"
+        description = "Per-dimension spread of W."
+        needs = Needs(spaces={"w"})
+
+        @dataclass
+        class Config:
+            top_k: int = 10
+
+        def analyze(self, samples, ctx, cfg):
+            ws = samples["aligned"]["w"]          # [N, w_dim]
+            ...
+            return AnalysisResult(metrics={...}, summary="...")
+
+The core reads `needs`, samples exactly that, validates the config and calls `analyze`.
+Analyzers never write HTML: they return an AnalysisResult and the reporter renders it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+from sg3probe.config import from_dict
+from sg3probe.errors import ConfigError
+from sg3probe.results import AnalysisResult
+from sg3probe.scorer import Scorer
+
+SPACES = ("z", "w", "wplus", "s")
+MODEL_ROLES = ("aligned", "unaligned")
+_MODELS_CHOICES = {"aligned": ("aligned",), "unaligned": ("unaligned",), "both": MODEL_ROLES}
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What an analyzer needs sampled; the core computes exactly this and nothing more."""
+
+    spaces: frozenset[str] = frozenset({"w"})  # subset of SPACES
+    scores: bool | tuple[str, ...] = False  # True: every attribute of the scorer; or these names
+    images: bool = False  # the analyzer renders images itself (through ctx's generators)
+    hook_points: tuple[str, ...] = ()  # generator hook point names whose activations it reads
+    models: str = "aligned"  # "aligned", "unaligned" or "both"
+
+    def __post_init__(self) -> None:
+        # Accept lists and sets from plugin authors but store immutable values: a Needs is a
+        # class attribute shared by every instance.
+        object.__setattr__(self, "spaces", frozenset(self.spaces))
+        if not isinstance(self.scores, bool):
+            object.__setattr__(self, "scores", tuple(self.scores))
+        object.__setattr__(self, "hook_points", tuple(self.hook_points))
+        unknown = sorted(self.spaces - set(SPACES))
+        if unknown:
+            raise ValueError(f"Needs.spaces: unknown space(s) {', '.join(unknown)}; "
+                             f"the spaces are {', '.join(SPACES)}")
+        if self.models not in _MODELS_CHOICES:
+            raise ValueError(f"Needs.models must be one of {', '.join(_MODELS_CHOICES)}, "
+                             f"got {self.models!r}")
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The model roles to sample, e.g. ("aligned", "unaligned") for models="both"."""
+        return _MODELS_CHOICES[self.models]
+
+
+@runtime_checkable
+class SampleSet(Protocol):
+    """The samples of one model, by array name; what the sampler or the store hands analyzers.
+
+    Names: "seeds" [N] int64; "z" [N, z_dim]; "w" [N, w_dim]; "wplus" [N, num_ws, w_dim];
+    "s" a mapping layer name -> [N, channels] (ordered as the generator's styles);
+    "scores" a mapping attribute -> [N]; "transforms" [N, 3, 3]. Only what `needs` asked for
+    is guaranteed to be present; arrays may be memory-mapped (read-only).
+    """
+
+    def __getitem__(self, name: str) -> Any: ...
+
+    def __contains__(self, name: object) -> bool: ...
+
+    def keys(self) -> Iterable[str]: ...
+
+
+# The argument `samples` of Analyzer.analyze: one SampleSet per model role ("aligned", ...).
+Samples = Mapping[str, SampleSet]
+
+
+@dataclass
+class InMemorySampleSet:
+    """A SampleSet over a dict of arrays: for tests and for analyzers called from Python."""
+
+    arrays: dict[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.arrays[name]
+        except KeyError:
+            raise KeyError(f"no {name!r} in these samples; they hold {', '.join(self.arrays)}; "
+                           "declare it in the analyzer's `needs`") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.arrays
+
+    def keys(self) -> Iterable[str]:
+        return self.arrays.keys()
+
+    def __len__(self) -> int:
+        return len(self.arrays["seeds"]) if "seeds" in self.arrays else 0
+
+
+class SilentProgress:
+    """A tqdm-compatible progress bar that shows nothing: the default of AnalysisContext."""
+
+    def __init__(self, iterable: Iterable | None = None, total: int | None = None,
+                 desc: str | None = None, **_: Any) -> None:
+        self.iterable = iterable
+        self.total = total
+        self.desc = desc
+        self.n = 0
+
+    def __iter__(self) -> Iterator:
+        for item in self.iterable or ():
+            self.n += 1
+            yield item
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "SilentProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class AnalysisContext:
+    """Everything an analyzer may use besides its samples and config."""
+
+    generators: Mapping[str, Any]  # model role -> Generator (the models sampled)
+    work_dir: Path  # this analyzer's folder for intermediate files it may resume from
+    scorer: Scorer | None = None
+    device: str = "cpu"
+    seed: int = 0  # for the analyzer's own randomness (splits, bootstraps)
+    progress: Callable[..., Any] = SilentProgress  # tqdm-like: progress(iterable, total=, desc=)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("sg3probe.analyzer"))
+
+    def generator(self, role: str = "aligned") -> Any:
+        """The generator of a model role; a ConfigError if this run has none for it."""
+        if role not in self.generators:
+            raise ConfigError(f"this run has no {role!r} model (it has "
+                              f"{', '.join(self.generators) or 'none'}); set Needs.models")
+        return self.generators[role]
+
+    def rng(self, stream: int = 0) -> np.random.Generator:
+        """A numpy Generator seeded from the run seed (and a stream number for independence)."""
+        return np.random.default_rng([self.seed, stream])
+
+
+class Analyzer:
+    """Base class of analyzers: subclass it, set the class attributes, implement `analyze`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    needs: ClassVar[Needs] = Needs()
+
+    @dataclass
+    class Config:
+        """No options. Subclasses define their own dataclass named Config, with defaults."""
+
+    def analyze(self, samples: Samples, ctx: AnalysisContext, cfg: Any) -> AnalysisResult:
+        """Analyse the samples (one SampleSet per model role) and return structured results."""
+        raise NotImplementedError(f"{type(self).__name__}.analyze")
+
+    @classmethod
+    def make_config(cls, values: Mapping[str, Any] | None = None) -> Any:
+        """Validate a dict (from TOML / --set) into this analyzer's Config, with clear errors."""
+        return from_dict(cls.Config, values or {}, where=cls.name)
+
+
+def check_analyzer_class(analyzer: type) -> None:
+    """Raise ValueError saying what is wrong with an analyzer class, for plugin authors' tests."""
+    name = getattr(analyzer, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{analyzer!r} has no string `name`")
+    if not isinstance(getattr(analyzer, "needs", None), Needs):
+        raise ValueError(f"analyzer {name!r}: `needs` must be a sg3probe.analyzer.Needs")
+    config = getattr(analyzer, "Config", None)
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
+        raise ValueError(f"analyzer {name!r}: `Config` must be a dataclass type")
+    missing = [f.name for f in dataclasses.fields(config)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"analyzer {name!r}: Config fields need defaults: {', '.join(missing)}")
+    if not callable(getattr(analyzer, "analyze", None)):
+        raise ValueError(f"analyzer {name!r} has no `analyze` method")

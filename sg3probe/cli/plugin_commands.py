@@ -1,0 +1,101 @@
+"""`sg3probe plugins | analyzers | scorers | report`: what is installed, and rebuilding reports."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from sg3probe.plugin_manager import PluginManager, build_plugin_manager
+from sg3probe.scorer import CAPABILITIES
+
+plugins_dir_option = click.option(
+    "--plugins-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Also load every *.py file of this folder as a plugin.",
+)
+
+
+def _manager(plugins_dir: Path | None) -> PluginManager:
+    return build_plugin_manager(plugins_dir)
+
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+@click.command("plugins")
+@plugins_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins(plugins_dir: Path | None, as_json: bool) -> None:
+    """List installed plugins: version, hooks, and the error of each broken one."""
+    infos = _manager(plugins_dir).plugin_info()
+    if as_json:
+        rows = [dict(dataclasses.asdict(info), ok=info.ok) for info in infos]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not infos:
+        click.echo("No plugins installed.")
+        return
+    for info in infos:
+        version = info.version or "-"
+        if info.ok:
+            click.echo(f"{info.name}  {version}  hooks: {', '.join(info.hooks) or 'none'}")
+        else:
+            click.echo(f"{info.name}  {version}  BROKEN")
+            for error in info.errors:
+                click.echo(f"    {error}")
+
+
+@click.command("analyzers")
+@plugins_dir_option
+def analyzers(plugins_dir: Path | None) -> None:
+    """List the analyzers that `sg3probe run NAME` accepts, with what each needs."""
+    manager = _manager(plugins_dir)
+    found = manager.get_analyzers()
+    for name, analyzer in sorted(found.items()):
+        needs = analyzer.needs
+        spaces = ",".join(sorted(needs.spaces)) or "-"
+        click.echo(f"{name}  {_first_line(analyzer.description)}")
+        click.echo(f"    spaces: {spaces}; scores: {needs.scores}; images: {needs.images}; "
+                   f"models: {needs.models}")
+    if not found:
+        click.echo("No analyzers installed.")
+    _warn_broken(manager)
+
+
+@click.command("scorers")
+@plugins_dir_option
+def scorers(plugins_dir: Path | None) -> None:
+    """List the scorers, the attributes each gives, and its optional capabilities."""
+    manager = _manager(plugins_dir)
+    found = manager.get_scorers()
+    for name, scorer in sorted(found.items()):
+        click.echo(f"{name}  {_first_line(scorer.description)}")
+        attributes = ", ".join(f"{a.name} ({a.kind})" for a in scorer.attributes) or "none"
+        click.echo(f"    attributes: {attributes}")
+        capabilities = [c for c in CAPABILITIES if scorer.supports(c)] if hasattr(scorer, "supports") else []
+        if capabilities:
+            click.echo(f"    capabilities: {', '.join(capabilities)}")
+    if not found:
+        click.echo("No scorers installed.")
+    _warn_broken(manager)
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(run_dir: Path) -> None:
+    """Rebuild RUN_DIR/report.html from the run folder's results."""
+    from sg3probe.report.render import render_report  # jinja2 and pandas only when asked
+
+    click.echo(render_report(run_dir))
+
+
+def _warn_broken(manager: PluginManager) -> None:
+    for lines in manager.errors.values():
+        for line in lines:
+            click.echo(f"warning: {line}", err=True)
+
+
+COMMANDS = [plugins, analyzers, scorers, report]
