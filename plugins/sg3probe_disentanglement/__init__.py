@@ -1,5 +1,9 @@
-"""The built-in `disentanglement` analyzer: DCI (Eastwood & Williams), MIG and SAP of
-StyleGAN3 latent spaces, with the attribute filter and percentile protocol of StyleSpace.
+"""Built-in plugin: the `disentanglement` analyzer (DCI, MIG, SAP across Z, W, W+ and S)."""
+import sg3probe
 
-The metrics themselves, pure numpy/scikit-learn, are in `sg3probe_disentanglement.metrics`.
-"""
+
+@sg3probe.hookimpl
+def register_analyzers(register):
+    from sg3probe_disentanglement.analyzer import Disentanglement
+
+    register(Disentanglement)

@@ -59,6 +59,9 @@ def load_model(source: str | Path, device: str | torch.device | None = None) -> 
             raise ModelNotFoundError(f"model {source!r} is neither a file nor a zoo name; "
                                      f"zoo: {', '.join(model_names()) or '(empty)'}; see `sg3probe models`")
         path = zoo_path
+        if not path.is_file():
+            raise ModelNotFoundError(f"zoo model {str(source)!r} is registered, but its weights file {path} "
+                                     "is missing; reinstall the plugin that provides it or retrain it")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give the checkpoint file inside it")
     with open(path, "rb") as handle:

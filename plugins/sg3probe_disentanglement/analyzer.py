@@ -1,0 +1,162 @@
+"""The `disentanglement` analyzer: DCI, MIG and SAP of Z, W, W+ and S, aligned vs unaligned."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
+from sg3probe.errors import ConfigError
+from sg3probe.results import AnalysisResult, Section
+from sg3probe_disentanglement.metrics import (dci_per_attribute_subsets, mig_per_attribute_subsets,
+                                              sap_per_attribute_subsets, select_attribute_subsets)
+
+
+def _spaces(samples) -> "OrderedDict[str, np.ndarray]":
+    """The code spaces to compare, flattened to [N, dims]."""
+    styles = samples["s"]
+    layers = [name for name in styles if name != "input"]
+    spaces = OrderedDict()
+    spaces["Z"] = np.asarray(samples["z"], dtype=np.float32)
+    spaces["W"] = np.asarray(samples["w"], dtype=np.float32)
+    wplus = np.asarray(samples["wplus"], dtype=np.float32)
+    spaces["W+"] = wplus.reshape(len(wplus), -1)
+    spaces["S"] = np.concatenate([styles[name] for name in layers], axis=1)
+    spaces["S+input"] = np.concatenate([styles["input"], spaces["S"]], axis=1)
+    return spaces
+
+
+class Disentanglement(Analyzer):
+    name = "disentanglement"
+    description = ("DCI disentanglement (Eastwood & Williams) with MIG and SAP, for Z, W, W+ and StyleSpace S "
+                   "(with and without the 'input' geometry codes, and per S layer), with the StyleSpace attribute "
+                   "protocol; aligned and unaligned models side by side.")
+    needs = Needs(spaces={"z", "w", "wplus", "s"}, scores=True, models="both")
+
+    @dataclass
+    class Config:
+        percentile: float = 10.0  # keep samples below this / above 100 - this percentile (paper: 2 with 100k)
+        min_side_fraction: float = 0.05  # drop attributes with fewer samples on a side
+        per_layer: bool = True  # also DCI of each S layer alone
+        mig_bins: int = 20
+        n_jobs: int = 2  # GBT fits in parallel over attributes
+        heatmap_codes: int = 30  # codes shown in each importance heatmap
+
+    def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
+        if ctx.scorer is None:
+            raise ConfigError("the disentanglement analyzer needs a scorer (--scorer)")
+        attributes = list(ctx.scorer.attributes)
+        rows, attribute_rows, layer_rows, selections = [], [], [], []
+        figures, arrays = {}, {}
+        for role, role_samples in samples.items():
+            label = role + (" (pseudo-aligned scores)" if role == "unaligned" else "")
+            scores = role_samples["scores"]
+            names = [a.name for a in attributes if a.name in scores]
+            matrix = np.stack([np.asarray(scores[n], dtype=np.float64) for n in names], axis=1)
+            thresholds = [0.0 if a.kind == "binary" else "median" for a in attributes if a.name in scores]
+            subsets = select_attribute_subsets(matrix, names, percentile=cfg.percentile, threshold=thresholds,
+                                               min_side_fraction=cfg.min_side_fraction, random_state=ctx.seed)
+            selection = subsets.selection.copy()
+            selection.insert(0, "model", role)
+            selections.append(selection)
+            if not subsets.names:
+                ctx.log.warning("%s: no attribute passes the selection rule", role)
+                continue
+            spaces = _spaces(role_samples)
+            for space, codes in ctx.progress(list(spaces.items()), desc=f"DCI {role}"):
+                dci = dci_per_attribute_subsets(codes, subsets, n_jobs=cfg.n_jobs, random_state=ctx.seed)
+                mig = mig_per_attribute_subsets(codes, subsets, n_bins=cfg.mig_bins)
+                sap = sap_per_attribute_subsets(codes, subsets)
+                rows.append({"model": role, "space": space, "dims": codes.shape[1], "D": dci.disentanglement,
+                             "C": dci.completeness, "I": dci.informativeness, "MIG": mig.mig, "SAP": sap.sap})
+                for j, attribute in enumerate(dci.factor_names):
+                    attribute_rows.append({"model": role, "space": space, "attribute": attribute,
+                                           "test_accuracy": dci.test_accuracy[j], "C": dci.factor_completeness[j],
+                                           "MIG": mig.factor_mig[j], "SAP": sap.factor_sap[j]})
+                arrays[f"importance_{role}_{space}"] = dci.importance
+                if space in ("W", "S"):
+                    figures[f"importance {role} {space}"] = _importance_heatmap(dci, f"{label}: {space}", cfg.heatmap_codes)
+            if cfg.per_layer:
+                for layer, codes in role_samples["s"].items():
+                    if layer == "input" or codes.shape[1] < 2:
+                        continue
+                    dci = dci_per_attribute_subsets(np.asarray(codes, np.float32), subsets, n_jobs=cfg.n_jobs,
+                                                    random_state=ctx.seed)
+                    layer_rows.append({"model": role, "layer": layer, "dims": codes.shape[1],
+                                       "D": dci.disentanglement, "C": dci.completeness, "I": dci.informativeness})
+        spaces_table = pd.DataFrame(rows)
+        tables = {"spaces": spaces_table, "attributes": pd.DataFrame(attribute_rows),
+                  "selection": pd.concat(selections) if selections else pd.DataFrame()}
+        if layer_rows:
+            tables["layers"] = pd.DataFrame(layer_rows)
+        if not spaces_table.empty:
+            figures = {"D, C, I by space": _dci_bars(spaces_table), **figures}
+            if layer_rows:
+                figures["DCI per S layer"] = _layer_lines(tables["layers"])
+        metrics = {f"{r['model']}/{r['space']}": {k: r[k] for k in ("dims", "D", "C", "I", "MIG", "SAP")} for r in rows}
+        return AnalysisResult(
+            metrics=metrics, tables=tables, figures=figures, arrays=arrays, summary=_reading(spaces_table),
+            title="Disentanglement (DCI, MIG, SAP)",
+            sections=[Section("Spaces compared", "D, C, I per space; C uses entropy base = dims, so compare C "
+                              "only between spaces of equal size.", tables=["spaces"],
+                              figures=[f for f in figures if not f.startswith("importance")]),
+                      Section("Per attribute", tables=["attributes", "selection"]),
+                      Section("Importance matrices", "GBT feature importances, the codes with the largest total "
+                              "importance.", figures=[f for f in figures if f.startswith("importance")])],
+        )
+
+
+def _dci_bars(table: pd.DataFrame) -> Figure:
+    long = table.melt(id_vars=["model", "space"], value_vars=["D", "C", "I"], var_name="metric")
+    models = list(dict.fromkeys(table["model"]))
+    figure = Figure(figsize=(5.5 * len(models), 3.6), layout="constrained")
+    axes = figure.subplots(1, len(models), sharey=True, squeeze=False)[0]
+    for ax, model in zip(axes, models):
+        sns.barplot(data=long[long["model"] == model], x="space", y="value", hue="metric", ax=ax)
+        ax.set_title(model)
+        ax.set_ylim(0, 1.05)
+    return figure
+
+
+def _layer_lines(table: pd.DataFrame) -> Figure:
+    figure = Figure(figsize=(9, 3.4), layout="constrained")
+    ax = figure.subplots()
+    long = table.melt(id_vars=["model", "layer"], value_vars=["D", "I"], var_name="metric")
+    sns.lineplot(data=long, x="layer", y="value", hue="metric", style="model", marker="o", ax=ax)
+    ax.tick_params(axis="x", rotation=60)
+    ax.set_ylim(0, 1.05)
+    return figure
+
+
+def _importance_heatmap(dci, title: str, top: int) -> Figure:
+    importance = dci.importance
+    order = np.argsort(-importance.sum(axis=1))[:top]
+    frame = pd.DataFrame(importance[order], index=[str(i) for i in order], columns=list(dci.factor_names))
+    figure = Figure(figsize=(1.0 + 0.7 * len(dci.factor_names), 0.9 + 0.2 * len(order)), layout="constrained")
+    ax = figure.subplots()
+    sns.heatmap(frame, ax=ax, cmap="viridis", cbar_kws={"label": "importance"})
+    ax.set_title(title)
+    ax.set_ylabel("code index")
+    return figure
+
+
+def _reading(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "No attribute passed the selection rule, so nothing was measured."
+    parts = []
+    for model, group in table.groupby("model", sort=False):
+        best = group.loc[group["D"].idxmax()]
+        values = ", ".join(f"{r.space} D={r.D:.2f} I={r.I:.2f}" for r in group.itertuples())
+        parts.append(f"For the {model} model, {values}; the most disentangled space is {best.space} (D={best.D:.2f}).")
+    w_s = table[table["space"].isin(["W", "S"])].pivot(index="model", columns="space", values="D")
+    if {"W", "S"} <= set(w_s.columns):
+        verdict = all(w_s["S"] > w_s["W"])
+        parts.append("As the paper reports for StyleGAN3, S is more disentangled than W here." if verdict else
+                     "Unlike the paper's finding for StyleGAN3, S is not more disentangled than W for every model here.")
+    parts.append("I is the mean test accuracy of per-attribute classifiers on the extreme samples; "
+                 "C is comparable only between spaces of the same dimensionality.")
+    return " ".join(parts)

@@ -1,0 +1,105 @@
+"""The toy world plugin: the `toyfaces` scorer and the `toyfaces-aligned` / `toyfaces-unaligned`
+generators of the model zoo, all trained on the procedural faces of `sg3probe.toyworld`.
+
+The weights live in `weights/` inside this package (shipped in the wheel as package data):
+`scorers.pt` (written by `sg3probe toy train-scorers`) and one generator file per model
+(written by `sg3probe toy train`).
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import sg3probe
+from sg3probe.hookspecs import ModelEntry
+from sg3probe.scorer import Attribute, Scorer, Segmentation
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+SCORER_WEIGHTS = WEIGHTS_DIR / "scorers.pt"
+
+# name -> (file in WEIGHTS_DIR, description)
+MODELS = {
+    "toyfaces-aligned": ("toyfaces-aligned.pt",
+                         "StyleGAN3-T trained on upright, centred toy faces (like FFHQ)"),
+    "toyfaces-unaligned": ("toyfaces-unaligned.pt",
+                           "StyleGAN3-T trained on toy faces rotated up to 30 deg and shifted up to "
+                           "12 % (like FFHQ-U)"),
+}
+
+
+def _attributes() -> tuple[Attribute, ...]:
+    from sg3probe.toyworld.attributes import ATTRIBUTES
+
+    return tuple(Attribute(info.name, info.kind,
+                           None if info.kind == "binary" else (info.low, info.high), info.changes)
+                 for info in ATTRIBUTES)
+
+
+class ToyFacesScorer(Scorer):
+    """Attributes (binary logits, continuous values in [0, 1]), part masks and pose of toy faces."""
+
+    name = "toyfaces"
+    description = ("the toy world's scorer: 3 binary and 5 continuous attributes, 8 part regions "
+                   "and the in-plane pose of 64x64 toy faces")
+    attributes = _attributes()
+
+    def __init__(self, device: Any = "cpu", weights: str | Path | None = None) -> None:
+        super().__init__(device)
+        from sg3probe.toyworld.scorers import ToyFacesPredictor
+
+        self.weights = Path(weights) if weights is not None else SCORER_WEIGHTS
+        self.predictor = ToyFacesPredictor.from_file(self.weights, device)
+
+    def score(self, images) -> dict:
+        """Binary logits (decided at 0) and continuous values, each [B]."""
+        from sg3probe.toyworld.scorers import BINARY, CONTINUOUS
+
+        predictions = self.predictor.predict(images)
+        scores = {name: predictions.binary_logits[:, i].numpy() for i, name in enumerate(BINARY)}
+        scores.update({name: predictions.continuous[:, i].numpy() for i, name in enumerate(CONTINUOUS)})
+        return scores
+
+    def segment(self, images) -> Segmentation:
+        """Region ids [B, H, W] over `sg3probe.toyworld.render.REGIONS`."""
+        from sg3probe.toyworld.render import REGIONS
+
+        return Segmentation(self.predictor.predict(images).masks.numpy(), REGIONS)
+
+    def pose(self, images) -> dict:
+        """angle_deg (counter-clockwise), tx and ty (fractions of the width; right, down), each [B]."""
+        pose = self.predictor.predict(images).pose.numpy()
+        return {"angle_deg": pose[:, 0], "tx": pose[:, 1], "ty": pose[:, 2]}
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed by size and mtime so that a retrained file is hashed again.
+    from sg3probe.checkpoints import file_sha256
+
+    return file_sha256(path)
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The zoo entry of a toy model; a missing weights file gives sha256 '' (loading says why)."""
+    filename, description = MODELS[name]
+    path = WEIGHTS_DIR / filename
+    if path.is_file():
+        stat = path.stat()
+        sha256 = _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+    else:
+        sha256 = ""
+        description = f"{description} [weights missing: train with `sg3probe toy train`]"
+    return ModelEntry(name=name, kind="stylegan3-t", resolution=64, path=path, sha256=sha256,
+                      description=description)
+
+
+@sg3probe.hookimpl
+def register_scorers(register):
+    register(ToyFacesScorer)
+
+
+@sg3probe.hookimpl
+def register_models(register):
+    for name in MODELS:
+        register(model_entry(name))

@@ -1,0 +1,84 @@
+"""`sg3probe run` and `sg3probe sample`: the pipeline from the command line."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from sg3probe.cli.model_commands import DEFAULT_MODEL
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("analyzer")
+@click.option("--model", default=None, help="Model for the aligned role (path or zoo name); default the toy world.")
+@click.option("--unaligned-model", default=None, help="Model for the unaligned role ('' for none).")
+@click.option("--scorer", default=None, help="Scorer plugin name (see `sg3probe scorers`).")
+@click.option("--seeds", default=None, help="Seeds to sample, e.g. 0-1999.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A TOML file of settings (a run's config.toml reproduces it).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting, e.g. sampling.truncation_psi=0.7.")
+@click.option("--out", default=None, help="Run folder (default: reports/NNNNN-<analyzer>-<model>); reusing one resumes it.")
+@click.option("--device", default=None, help="cpu, cuda or mps (default: best available).")
+@click.option("--plugins-dir", type=click.Path(exists=True, file_okay=False), default=None)
+def run(analyzer, model, unaligned_model, scorer, seeds, config_file, sets, out, device, plugins_dir):
+    """Run ANALYZER (see `sg3probe analyzers`) and write a run folder with report.html."""
+    from sg3probe.pipeline import run_analysis
+
+    overrides = list(sets)
+    if model is not None:
+        overrides.append(f"models.aligned={_toml_string(model)}")
+        if unaligned_model is None:  # a user's own model: do not pair it with the toy world's
+            overrides.append('models.unaligned=""')
+    if unaligned_model is not None:
+        overrides.append(f"models.unaligned={_toml_string(unaligned_model)}")
+    if scorer is not None:
+        overrides.append(f"scorer={_toml_string(scorer)}")
+    if seeds is not None:
+        overrides.append(f"sampling.seeds={_toml_string(seeds)}")
+    if device is not None:
+        overrides.append(f"device={_toml_string(device)}")
+    folder = run_analysis(analyzer, config_file=config_file, sets=tuple(overrides), out=out,
+                          plugins_dir=plugins_dir, argv=["sg3probe"] + sys.argv[1:])
+    click.echo(f"report: {folder / 'report.html'}")
+
+
+def _toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@click.command()
+@click.option("--model", "model_source", default=DEFAULT_MODEL, show_default=True)
+@click.option("--seeds", default="0-999", show_default=True)
+@click.option("--spaces", default="w,s", show_default=True, help="Comma list of z, w, wplus, s.")
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True)
+@click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None)
+@click.option("--transforms", type=click.Choice(["identity", "random"]), default="identity", show_default=True)
+@click.option("--scorer", default=None, help="Also store this scorer's attribute scores.")
+@click.option("--pseudo-align", is_flag=True, help="Score images rendered with ws[0] = w_avg.")
+@click.option("--shard-size", type=int, default=1000, show_default=True)
+@click.option("--batch", "batch_size", type=int, default=32, show_default=True)
+@click.option("--device", default=None)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def sample(model_source, seeds, spaces, truncation_psi, truncation_cutoff, transforms, scorer, pseudo_align,
+           shard_size, batch_size, device, out):
+    """Sample latents (and scores) into a resumable, sharded store at OUT."""
+    from sg3probe.checkpoints import load_model
+    from sg3probe.errors import ConfigError
+    from sg3probe.plugin_manager import get_plugin_manager
+    from sg3probe.sampling.sampler import SamplingSpec, sample_to_store
+
+    space_list = tuple(s.strip() for s in spaces.split(",") if s.strip())
+    unknown = [s for s in space_list if s not in ("z", "w", "wplus", "s")]
+    if unknown or not space_list:
+        raise ConfigError(f"--spaces {spaces!r}: unknown {unknown}; accepted: z, w, wplus, s")
+    model = load_model(model_source, device)
+    scorer_obj = get_plugin_manager().get_scorer(scorer)(device=str(model.generator.device)) if scorer else None
+    spec = SamplingSpec(seeds=seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                        spaces=space_list, transforms=transforms, pseudo_align=pseudo_align,
+                        batch_size=batch_size, shard_size=shard_size)
+    store = sample_to_store(out, model.generator, spec, scorer_obj, model_sha256=model.sha256)
+    click.echo(f"{out}: {len(store)} samples, arrays {', '.join(store.arrays)}")
+
+
+COMMANDS = [run, sample]

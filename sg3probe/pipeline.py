@@ -1,0 +1,139 @@
+"""`sg3probe run NAME`: resolve config, load models and scorer, sample, analyse, write, report.
+
+Everything a run produces goes into its run folder; running again with the same `--out`
+resumes the sample stores instead of recomputing them.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sg3probe.analyzer import AnalysisContext
+from sg3probe.checkpoints.loading import LoadedModel, load_model, resolve_device
+from sg3probe.config import resolve_config, with_sections
+from sg3probe.errors import ConfigError
+from sg3probe.imaging import image_grid
+from sg3probe.results import ResultWriter
+from sg3probe.runs import Run, allocate_run_dir
+from sg3probe.sampling.latents import z_from_seeds
+from sg3probe.sampling.sampler import SamplingSpec, StoreSampleSet, sample_to_store
+
+
+@dataclass
+class ModelsConfig:
+    """Which generators play which role ('' = none)."""
+
+    aligned: str = "toyfaces-aligned"
+    unaligned: str = "toyfaces-unaligned"
+
+
+@dataclass
+class SamplingConfig:
+    """How samples are drawn (see sg3probe.sampling.sampler.SamplingSpec)."""
+
+    seeds: str = "0-1999"
+    truncation_psi: float = 1.0
+    truncation_cutoff: int | None = None
+    transforms: str = "identity"
+    max_angle: float = 30.0
+    max_translate: float = 0.12
+    pseudo_align_unaligned: bool = True  # score the unaligned model's images with ws[0] = w_avg
+    batch_size: int = 32
+    shard_size: int = 500
+    s_dtype: str = "float16"
+
+
+@dataclass
+class CoreConfig:
+    """Settings every run has; each analyzer adds its own table named after it."""
+
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    scorer: str = "toyfaces"
+    device: str = "auto"
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    grid_size: int = 16  # sample-grid images per model in the report
+
+
+def _spec(config: CoreConfig, spaces, role: str, with_scores: bool) -> SamplingSpec:
+    s = config.sampling
+    return SamplingSpec(seeds=s.seeds, truncation_psi=s.truncation_psi, truncation_cutoff=s.truncation_cutoff,
+                        spaces=tuple(sorted(spaces)), transforms=s.transforms, max_angle=s.max_angle,
+                        max_translate=s.max_translate,
+                        pseudo_align=with_scores and role == "unaligned" and s.pseudo_align_unaligned,
+                        s_dtype=s.s_dtype, batch_size=s.batch_size, shard_size=s.shard_size)
+
+
+def _write_grid(G, path: Path, count: int, psi: float) -> None:
+    with torch.no_grad():
+        z = z_from_seeds(range(count), G.z_dim, G.device)
+        image_grid(G(z, truncation_psi=psi), columns=min(count, 8)).save(path)
+
+
+def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, ...] = (),
+                 out: str | None = None, root: str = "reports", plugins_dir: str | None = None,
+                 argv: list[str] | None = None, progress: bool = True) -> Path:
+    """Run analyzer `name` end to end; returns the run folder (with report.html)."""
+    from sg3probe.plugin_manager import get_plugin_manager
+    from sg3probe.report.render import render_report
+
+    manager = get_plugin_manager(plugins_dir)
+    analyzer_cls = manager.get_analyzer(name)
+    schema = with_sections(CoreConfig, {analyzer_cls.name: analyzer_cls.Config})
+    resolved = resolve_config(schema, config_file=config_file, sets=sets)
+    config = resolved.config
+    analyzer_cfg = getattr(config, analyzer_cls.name)
+    needs = analyzer_cls.needs
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(None if config.device == "auto" else config.device)
+
+    roles = [role for role in needs.roles if getattr(config.models, role)]
+    if "aligned" in needs.roles and not config.models.aligned:
+        raise ConfigError(f"analyzer {name!r} needs a model: give --model (or models.aligned)")
+    if not roles:
+        raise ConfigError(f"analyzer {name!r} needs a {needs.models} model: set models.{needs.roles[0]}")
+    models: dict[str, LoadedModel] = {role: load_model(getattr(config.models, role), device) for role in roles}
+    scorer = None
+    if needs.scores:
+        if not config.scorer:
+            raise ConfigError(f"analyzer {name!r} needs attribute scores: give --scorer NAME (see `sg3probe scorers`)")
+        scorer = manager.get_scorer(config.scorer)(device=str(device))
+
+    folder = Path(out) if out else allocate_run_dir(root, name, Path(models[roles[0]].source).stem)
+    plugins = [{"name": info.name, "version": info.version} for info in manager.plugin_info()]
+    record = dict(analyzers=[name], device=str(device), seeds=config.sampling.seeds, plugins=plugins,
+                  model={role: {"name": m.source, "path": str(m.path), "sha256": m.sha256} for role, m in models.items()},
+                  scorer=config.scorer if scorer else None)
+    with Run(folder, argv=argv if argv is not None else sys.argv, config=resolved.to_dict(), **record) as run:
+        samples = {}
+        for role, model in models.items():
+            G = model.generator
+            with run.timing(f"sample {role}"):
+                store = sample_to_store(folder / "samples" / role, G,
+                                        _spec(config, needs.spaces, role, scorer is not None), scorer,
+                                        model_sha256=model.sha256, progress=progress)
+                samples[role] = StoreSampleSet(store)
+            _write_grid(G, folder / "samples" / f"{role}.png", config.grid_size, config.sampling.truncation_psi)
+        ctx = AnalysisContext(generators={r: m.generator for r, m in models.items()},
+                              work_dir=folder / "work" / analyzer_cls.name, scorer=scorer, device=str(device),
+                              seed=config.seed, progress=_progress_factory(progress), log=run.log.getChild(name))
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        with run.timing(f"analyze {name}"):
+            result = analyzer_cls().analyze(samples, ctx, analyzer_cfg)
+        ResultWriter(folder).write(analyzer_cls.name, result)
+    render_report(folder)  # after the run is marked complete, so the report says so
+    return folder
+
+
+def _progress_factory(enabled: bool):
+    from tqdm.auto import tqdm
+
+    def progress(iterable=None, **kwargs):
+        return tqdm(iterable, file=sys.stderr, disable=not enabled or not sys.stderr.isatty(), **kwargs)
+    return progress
