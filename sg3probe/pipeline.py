@@ -60,6 +60,11 @@ class CoreConfig:
     grid_size: int = 16  # sample-grid images per model in the report
 
 
+def config_section(analyzer_name: str) -> str:
+    """The config table of an analyzer: its name with '-' as '_' (e.g. [w_spread] for w-spread)."""
+    return analyzer_name.replace("-", "_")
+
+
 def _spec(config: CoreConfig, spaces, role: str, with_scores: bool) -> SamplingSpec:
     s = config.sampling
     return SamplingSpec(seeds=s.seeds, truncation_psi=s.truncation_psi, truncation_cutoff=s.truncation_cutoff,
@@ -84,10 +89,11 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
 
     manager = get_plugin_manager(plugins_dir)
     analyzer_cls = manager.get_analyzer(name)
-    schema = with_sections(CoreConfig, {analyzer_cls.name: analyzer_cls.Config})
+    section = config_section(analyzer_cls.name)
+    schema = with_sections(CoreConfig, {section: analyzer_cls.Config})
     resolved = resolve_config(schema, config_file=config_file, sets=sets)
     config = resolved.config
-    analyzer_cfg = getattr(config, analyzer_cls.name)
+    analyzer_cfg = getattr(config, section)
     needs = analyzer_cls.needs
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -19,6 +19,15 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except Exception as error:  # a bug, or a failure we did not foresee: still one line
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            message = " ".join(str(error).split()) or type(error).__name__
+            click.echo(f"error: {type(error).__name__}: {message} (run `sg3probe --debug ...` for the traceback "
+                       "and please report it)", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

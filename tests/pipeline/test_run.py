@@ -1,0 +1,100 @@
+"""`sg3probe run`: the whole pipeline on a conformance network, the outside plugin, and bad input."""
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from sg3probe.cli.main import cli
+from sg3probe.sampling.sampler import SamplingSpec, Sampler, StoreSampleSet, sample_to_store
+
+SCORER_PLUGIN = '''
+import numpy as np
+import sg3probe
+from sg3probe.scorer import Attribute, Scorer
+
+class Halves(Scorer):
+    name = "halves"
+    attributes = (Attribute("bright", "binary"), Attribute("top_minus_bottom", "continuous"))
+    def __init__(self, device="cpu"):
+        pass
+    def score(self, images):
+        x = images.detach().float().cpu().numpy()
+        return {"bright": x.mean(axis=(1, 2, 3)) * 20,
+                "top_minus_bottom": x[:, :, :32].mean(axis=(1, 2, 3)) - x[:, :, 32:].mean(axis=(1, 2, 3))}
+
+@sg3probe.hookimpl
+def register_scorers(register):
+    register(Halves)
+'''
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_disentanglement_run_writes_results_and_report(tmp_path, t64):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "halves_scorer.py").write_text(SCORER_PLUGIN)
+    out = tmp_path / "run"
+    result = _invoke("run", "disentanglement", "--model", t64.pickle_path, "--scorer", "halves", "--seeds", "0-159",
+                     "--plugins-dir", plugins, "--out", out, "--set", "disentanglement.per_layer=false",
+                     "--set", "grid_size=4")
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["model"]["aligned"]["sha256"] == t64.meta["pickle"]["sha256"]
+    assert "versions" in run and run["seeds"] == "0-159"
+    spaces = (out / "results" / "disentanglement" / "tables").glob("spaces*.csv")
+    table = next(spaces).read_text()
+    for space in ("Z", "W", "W+", "S", "S+input"):
+        assert f",{space}," in table
+    html = (out / "report.html").read_text()
+    assert "D, C, I by space" in html and "<script" not in html
+    # The config written beside it reproduces the run.
+    assert "seeds = \"0-159\"" in (out / "config.toml").read_text()
+
+
+def test_example_outside_plugin_is_installed_and_runs(tmp_path, t64):
+    if importlib.util.find_spec("sg3probe_example") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install examples/sg3probe-example-plugin (make install does)")
+        pytest.skip("the example plugin is not installed here; `make install` installs it")
+    listing = _invoke("plugins")
+    assert "example" in listing.output and "register_analyzers" in listing.output
+    out = tmp_path / "run"
+    result = _invoke("run", "w-spread", "--model", t64.pickle_path, "--seeds", "0-63", "--out", out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "results" / "w-spread" / "metrics.json").read_text())
+    assert metrics["samples"] == 64 and 1 < metrics["effective_dimensionality"] < 64
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "nope"], "unknown analyzer 'nope'"),
+    (["run", "disentanglement", "--set", "bogus=1"], "unknown config key 'bogus'"),
+    (["run", "disentanglement", "--model", "/no/such/model.pkl"], "neither a file nor a zoo name"),
+    (["run", "disentanglement", "--model", Path(__file__)], "not a pickle"),
+])
+def test_bad_input_gives_one_line_and_non_zero_exit(args, message):
+    result = _invoke(*args)
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_sampler_rows_do_not_depend_on_batching_or_sharding(tmp_path, t64):
+    G = t64.generator_from_weights()
+    a = sample_to_store(tmp_path / "a", G, SamplingSpec(seeds="0-9", batch_size=3, shard_size=4,
+                                                        transforms="random"), progress=False)
+    b = sample_to_store(tmp_path / "b", G, SamplingSpec(seeds="0-9", batch_size=10, shard_size=10,
+                                                        transforms="random"), progress=False)
+    for name in ("z", "w", "transform"):
+        np.testing.assert_allclose(a.read(name), b.read(name), rtol=1e-5, atol=1e-6)  # GEMM blocking differs by batch
+    np.testing.assert_allclose(a.read("s").astype(np.float32), b.read("s").astype(np.float32), atol=1e-2)
+    samples = StoreSampleSet(a)
+    assert list(samples["s"]) == ["input"] + G.synthesis.layer_names
+    assert samples["s"]["L0_36_32"].shape == (10, 32)
+    assert not np.allclose(samples["transforms"][0], np.eye(3))
