@@ -139,7 +139,7 @@ def load_scorer_net(path: str | Path, device: Any = "cpu") -> ToyFacesNet:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"toy scorer weights {path} are missing; "
-                              "retrain them with `sg3probe toy train-scorers --out DIR`")
+                              f"retrain them with `sg3probe toy train-scorers --out {path.parent}`")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a toy scorer file (format {FORMAT!r})")
