@@ -97,16 +97,25 @@ def evaluate(models: tuple[str, ...], count: int, seed: int, unaligned_flags: tu
     from sg3probe.checkpoints import load_model
     from sg3probe.plugin_manager import get_plugin_manager
     from sg3probe.toyworld.evaluation import evaluate_generator, format_gates, gates_to_json
+    from sg3probe.toyworld.latents import noise_matrix_from_metadata
 
     scorer = get_plugin_manager().get_scorer("toyfaces")(device=device)
     results, all_passed = {}, True
     for source in models:
         model = load_model(source, device)
         aligned = "unaligned" not in source and source not in unaligned_flags
-        gates = evaluate_generator(model.generator, scorer, aligned=aligned, n=count, seed=seed)
+        try:
+            matrix = noise_matrix_from_metadata(model.metadata)
+        except ValueError:
+            matrix = None
+            click.echo(f"{source}: no toy-world ground truth in its metadata; regions are compared "
+                       "with the renderer's frequencies")
+        gates = evaluate_generator(model.generator, scorer, aligned=aligned, n=count, seed=seed,
+                                   noise_matrix=matrix)
         click.echo(format_gates(f"{source} ({'aligned' if aligned else 'unaligned'}, n={count}, "
                                 f"sha256 {model.sha256[:12]})", gates))
         results[source] = {"aligned": aligned, "n": count, "seed": seed, "sha256": model.sha256,
+                           "regions_from_ground_truth": matrix is not None,
                            **gates_to_json(gates)}
         all_passed &= results[source]["passed"]
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,3 +123,54 @@ def evaluate(models: tuple[str, ...], count: int, seed: int, unaligned_flags: tu
     click.echo(f"wrote {json_path}")
     if not all_passed:
         raise click.ClickException("some gates failed (see FAIL above)")
+
+
+@toy.command()
+@click.option("--variant", type=click.Choice(["aligned", "unaligned"]), required=True,
+              help="aligned: upright, centred faces; unaligned: rotated +-30 deg, moved +-12 %.")
+@click.option("--steps", type=click.IntRange(min=1), required=True,
+              help="Train until this many steps in total (a resumed run counts its earlier steps).")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Images per step.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the resumable training state (state.pt) and history.tsv.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the generator (G_ema) at each checkpoint [default: <workdir>/generator.pt].")
+@click.option("--resume", is_flag=True, help="Continue from <workdir>/state.pt if it exists.")
+@click.option("--init-from", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Start a fresh run from these generator weights (same config), e.g. unaligned from aligned.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights and latents.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads [default: torch's choice].")
+@click.option("--checkpoint-minutes", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Write state and weights this often (and at the end, and on SIGTERM / Ctrl-C).")
+@click.option("--device", default=None, help="torch device [default: cuda if available, else cpu].")
+def train(variant: str, steps: int, batch: int, workdir: Path, out: Path | None, resume: bool,
+          init_from: Path | None, seed: int, threads: int | None, checkpoint_minutes: float,
+          device: str | None) -> None:
+    """Train a toy StyleGAN3-T generator to map latents to renders of their faces (supervised)."""
+    import signal
+
+    import torch
+
+    from sg3probe.toyworld.training import TrainingConfig, TrainingStateError
+    from sg3probe.toyworld.training import train as run_training
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    stop_requested = []
+
+    def request_stop(signum, frame) -> None:  # finish the step, checkpoint, exit
+        stop_requested.append(signum)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        result = run_training(TrainingConfig(variant=variant, seed=seed, batch=batch), workdir, steps,
+                              out=out, resume=resume, init_from=init_from, device=device,
+                              checkpoint_seconds=checkpoint_minutes * 60, should_stop=lambda: bool(stop_requested))
+    except TrainingStateError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo(f"{variant}: step {result.step}, {result.images_seen} images, loss {result.loss:.4f}; "
+               f"weights {result.weights_path}, state {result.state_path}")

@@ -2,10 +2,11 @@
 the renderer's own distribution.
 
 The renderer's side (the reference) is its ground truth: attribute frequencies, means and spreads
-of `sample_params`, and the fraction of renders in which each region appears. Per sample ground
-truth for a generator's z is not used, so the region gate compares the fraction of generated
-samples in which the segmenter finds a region with the fraction of renders that have it; for
-eyeglasses, the samples that should have them are those the scorer calls bespectacled.
+of `sample_params`. For the region gate, the samples that should have a region are known exactly
+when the generator was trained by `sg3probe toy train` (its checkpoint stores the noise matrix Q
+of `latents.py`): they are those whose target render has it. For another generator, the gate falls
+back to comparing the fraction of samples in which the segmenter finds a region with the fraction
+of renders that have it (for eyeglasses: among the samples the scorer calls bespectacled).
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class ScoredSamples:
     scores: dict[str, np.ndarray]  # attribute -> [N] (binary: logits)
     angle_deg: np.ndarray  # [N]
     regions_found: np.ndarray  # [N, len(REGIONS)] bool
+    regions_expected: np.ndarray | None = None  # [N, len(REGIONS)] bool, from the ground truth of z
 
     @property
     def count(self) -> int:
@@ -97,14 +99,16 @@ def _regions_found(masks: torch.Tensor) -> np.ndarray:
     return (counts >= MIN_REGION_PIXELS).numpy()
 
 
-def score_images(scorer: Scorer, batches: Iterable[torch.Tensor]) -> ScoredSamples:
-    """Score, segment and pose every batch of images [B, 3, 64, 64] with a toy-capable scorer."""
+def score_images(scorer: Scorer, batches: Iterable[torch.Tensor],
+                 expected_masks: Iterable[torch.Tensor] | None = None) -> ScoredSamples:
+    """Score, segment and pose every batch of images [B, 3, 64, 64] with a toy-capable scorer;
+    `expected_masks` (one [B, H, W] per batch) are the masks the images should have, if known."""
     for capability in ("segment", "pose"):
         if not scorer.supports(capability):
             raise ValueError(f"scorer {scorer.name!r} cannot {capability}; the toy gates need a "
                              "scorer with segment and pose, such as 'toyfaces'")
     scores: dict[str, list[np.ndarray]] = {}
-    angles, found = [], []
+    angles, found, expected = [], [], []
     for images in batches:
         batch_scores = check_scores(scorer, scorer.score(images), images.shape[0])
         for name, values in batch_scores.items():
@@ -117,8 +121,16 @@ def score_images(scorer: Scorer, batches: Iterable[torch.Tensor]) -> ScoredSampl
         found.append(_regions_found(torch.as_tensor(segmentation.masks)))
     if not angles:
         raise ValueError("no images to score")
+    if expected_masks is not None:
+        expected = [_regions_found(masks) for masks in expected_masks]
     return ScoredSamples({k: np.concatenate(v) for k, v in scores.items()},
-                         np.concatenate(angles), np.concatenate(found))
+                         np.concatenate(angles), np.concatenate(found),
+                         np.concatenate(expected) if expected else None)
+
+
+def _seed_batches(n: int, seed: int, batch_size: int) -> Iterator[range]:
+    for start in range(seed, seed + n, batch_size):
+        yield range(start, min(start + batch_size, seed + n))
 
 
 def generated_batches(generator: Any, n: int, seed: int = 0, batch_size: int = 100,
@@ -126,11 +138,20 @@ def generated_batches(generator: Any, n: int, seed: int = 0, batch_size: int = 1
     """Images of seeds seed .. seed + n - 1 (NVIDIA's per-seed z), in batches, on the CPU."""
     from sg3probe.sampling.latents import z_from_seeds
 
-    for start in range(seed, seed + n, batch_size):
-        seeds = range(start, min(start + batch_size, seed + n))
+    for seeds in _seed_batches(n, seed, batch_size):
         z = z_from_seeds(seeds, generator.z_dim, device=generator.device)
         with torch.no_grad():
             yield generator(z, None, truncation_psi=truncation_psi).float().clamp(-1, 1).cpu()
+
+
+def target_masks(z_dim: int, aligned: bool, noise_matrix: torch.Tensor, n: int, seed: int = 0,
+                 batch_size: int = 100) -> Iterator[torch.Tensor]:
+    """The masks [B, H, W] of the renders that the z of the same seeds stand for (latents.py)."""
+    from sg3probe.sampling.latents import z_from_seeds
+    from sg3probe.toyworld.latents import ground_truth
+
+    for seeds in _seed_batches(n, seed, batch_size):
+        yield render(ground_truth(z_from_seeds(seeds, z_dim), aligned, noise_matrix)).masks
 
 
 def check_gates(samples: ScoredSamples, reference: Reference) -> list[Gate]:
@@ -167,6 +188,16 @@ def check_gates(samples: ScoredSamples, reference: Reference) -> list[Gate]:
         ratio = float(samples.angle_deg.std()) / reference.angle_std
         gates.append(Gate("angle std / renderer's", ratio,
                           f"1 +- {ANGLE_STD_TOLERANCE}", abs(ratio - 1.0) <= ANGLE_STD_TOLERANCE))
+    if samples.regions_expected is not None:
+        for index, name in enumerate(REGIONS):
+            should = samples.regions_expected[:, index]
+            if not should.any():
+                continue
+            found = float(samples.regions_found[should, index].mean())
+            gates.append(Gate(f"region {name} found where expected", found,
+                              f">= {MIN_REGION_FOUND_RATIO} of {int(should.sum())} samples",
+                              found >= MIN_REGION_FOUND_RATIO))
+        return gates
     for index, name in enumerate(REGIONS):
         if name == "eyeglasses":
             should = samples.scores["eyeglasses"] > 0
@@ -187,9 +218,13 @@ def check_gates(samples: ScoredSamples, reference: Reference) -> list[Gate]:
 
 
 def evaluate_generator(generator: Any, scorer: Scorer, aligned: bool, n: int = 2000, seed: int = 0,
-                       batch_size: int = 100) -> list[Gate]:
-    """Sample `n` images from `generator` and check them against the renderer's statistics."""
-    samples = score_images(scorer, generated_batches(generator, n, seed, batch_size))
+                       batch_size: int = 100, noise_matrix: torch.Tensor | None = None) -> list[Gate]:
+    """Sample `n` images from `generator` and check them against the renderer's statistics;
+    with the generator's `noise_matrix` (toy generators), regions against each z's ground truth."""
+    expected = None
+    if noise_matrix is not None:
+        expected = target_masks(generator.z_dim, aligned, noise_matrix, n, seed, batch_size)
+    samples = score_images(scorer, generated_batches(generator, n, seed, batch_size), expected)
     return check_gates(samples, renderer_reference(aligned, n=max(n, 2000)))
 
 

@@ -194,13 +194,18 @@ class RendererGenerator:
 
 
 @pytest.mark.parametrize("aligned", [True, False])
-def test_renders_pass_every_generator_gate(scorer, aligned):
-    gates = evaluate_generator(RendererGenerator(aligned), scorer, aligned=aligned, n=200, batch_size=100)
+@pytest.mark.parametrize("ground_truth", [True, False])
+def test_renders_pass_every_generator_gate(scorer, aligned, ground_truth):
+    matrix = torch.eye(NOISE_DIM) if ground_truth else None  # z is the renderer's noise
+    gates = evaluate_generator(RendererGenerator(aligned), scorer, aligned=aligned, n=200, batch_size=100,
+                               noise_matrix=matrix)
     failed = [g for g in gates if not g.passed]
     assert not failed, failed
     names = [g.name for g in gates]
     assert ("mean |angle| (deg)" in names) == aligned and ("angle std / renderer's" in names) != aligned
     assert gates_to_json(gates)["passed"] is True
+    assert any(g.name == f"region hair found {'where expected' if ground_truth else '/ expected'}"
+               for g in gates)
 
 
 def test_gates_fail_for_a_collapsed_generator():
@@ -217,3 +222,8 @@ def test_gates_fail_for_a_collapsed_generator():
     assert not gates["samples with an undecided binary attribute"].passed
     assert math.isclose(gates["mean |angle| (deg)"].value, 10.0) and not gates["mean |angle| (deg)"].passed
     assert not gates["region hair found / expected"].passed
+    with_truth = ScoredSamples(scores, samples.angle_deg, samples.regions_found,
+                               regions_expected=np.ones((n, len(REGIONS)), dtype=bool))
+    gates = {g.name: g for g in check_gates(with_truth, reference)}
+    assert gates["region eyes found where expected"].value == 0.0
+    assert not gates["region eyes found where expected"].passed
