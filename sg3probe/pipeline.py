@@ -106,9 +106,11 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
         raise ConfigError(f"analyzer {name!r} needs a {needs.models} model: set models.{needs.roles[0]}")
     models: dict[str, LoadedModel] = {role: load_model(getattr(config.models, role), device) for role in roles}
     scorer = None
-    if needs.scores:
-        if not config.scorer:
-            raise ConfigError(f"analyzer {name!r} needs attribute scores: give --scorer NAME (see `sg3probe scorers`)")
+    if needs.scores and not config.scorer:
+        raise ConfigError(f"analyzer {name!r} needs attribute scores: give --scorer NAME (see `sg3probe scorers`)")
+    # An analyzer that renders its own images may score them: it gets the scorer when one is set,
+    # but only `needs.scores` makes the sampler score every sample.
+    if config.scorer and (needs.scores or needs.images):
         scorer = manager.get_scorer(config.scorer)(device=str(device))
 
     folder = Path(out) if out else allocate_run_dir(root, name, Path(models[roles[0]].source).stem)
@@ -122,7 +124,8 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
             G = model.generator
             with run.timing(f"sample {role}"):
                 store = sample_to_store(folder / "samples" / role, G,
-                                        _spec(config, needs.spaces, role, scorer is not None), scorer,
+                                        _spec(config, needs.spaces, role, bool(needs.scores)),
+                                        scorer if needs.scores else None,
                                         model_sha256=model.sha256, progress=progress)
                 samples[role] = StoreSampleSet(store)
             _write_grid(G, folder / "samples" / f"{role}.png", config.grid_size, config.sampling.truncation_psi)

@@ -41,10 +41,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from sg3probe.cli import model_commands, plugin_commands, run_commands, toy
+    from sg3probe.cli import edit_commands, model_commands, plugin_commands, run_commands, toy
     from sg3probe.plugin_manager import get_plugin_manager
 
-    for command in model_commands.COMMANDS + run_commands.COMMANDS + plugin_commands.COMMANDS:
+    for command in model_commands.COMMANDS + run_commands.COMMANDS + plugin_commands.COMMANDS + edit_commands.COMMANDS:
         cli.add_command(command)
     cli.add_command(toy.toy)
     get_plugin_manager().add_commands(cli)  # plugins' register_commands hook

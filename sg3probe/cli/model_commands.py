@@ -128,9 +128,18 @@ def models():
     if not entries:
         click.echo("the zoo is empty: no installed plugin registers a model")
         return
+    from sg3probe.checkpoints import load_generator
+    from sg3probe.models.architecture import describe_styles
+
+    click.echo(f"{'name':22s} {'kind':12s} {'res':>5s} {'S dims':>7s}  file")
     for name in sorted(entries):
         entry = entries[name]
-        click.echo(f"{entry.name:22s} {entry.kind:12s} {entry.resolution:5d}px  {entry.path}")
+        if Path(entry.path).exists():
+            rows = describe_styles(load_generator(entry.path, "cpu").architecture)
+            s_dims = str(sum(row["s_dims"] for row in rows))
+        else:
+            s_dims = "?"  # listed all the same: loading it gives the one-line reason
+        click.echo(f"{entry.name:22s} {entry.kind:12s} {entry.resolution:5d} {s_dims:>7s}  {entry.path}")
         click.echo(f"{'':22s} sha256 {entry.sha256}")
         if entry.description:
             click.echo(f"{'':22s} {entry.description}")

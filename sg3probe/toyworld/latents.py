@@ -51,7 +51,9 @@ def toy_noise(z: torch.Tensor, matrix: torch.Tensor | None = None) -> torch.Tens
     if matrix.shape != (z.shape[1], NOISE_DIM):
         raise ValueError(f"noise matrix must have shape [{z.shape[1]}, {NOISE_DIM}] for this z; "
                          f"got {list(matrix.shape)}")
-    return z.float() @ matrix.to(z.device)
+    # In float64, so that BLAS's batch-dependent summation order cannot show in float32: a face's
+    # truth must not depend on the batch it is computed in.
+    return (z.double() @ matrix.to(z.device, torch.float64)).float()
 
 
 def ground_truth(z: torch.Tensor, aligned: bool, matrix: torch.Tensor | None = None) -> FaceParams:

@@ -1,0 +1,418 @@
+"""The `interfacegan` analyzer: attribute boundaries, their edits, side effects and layer ranges."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
+from sg3probe.editing import Direction, format_layers, parse_layers, parse_strengths
+from sg3probe.errors import ConfigError
+from sg3probe.models.transforms import batch_inverse_transforms
+from sg3probe.results import AnalysisResult, Section
+from sg3probe_interfacegan import figures
+from sg3probe_interfacegan.boundary import Boundary, conditional_boundary, train_boundary
+from sg3probe_interfacegan.effects import (EditBench, View, change_rate, mean_shift, target_response)
+
+UNALIGNED_VIEWS = ("pseudo-aligned", "transformed", "natural")
+# Where each toy-world attribute shows in the toy scorer's segmentation.
+TOY_REGIONS = {"smiling": "mouth", "eyeglasses": "eyeglasses", "bangs": "hair", "skin_tone": "skin",
+               "hair_color": "hair", "eye_openness": "eyes", "face_width": "skin", "background_hue": "background"}
+LAYER_RANGES = {"coarse": "0-4", "medium": "5-7", "fine": "8-15"}
+
+
+class InterFaceGAN(Analyzer):
+    name = "interfacegan"
+    description = ("InterFaceGAN (Shen et al.): a linear SVM boundary per attribute in W (and on request W+ per "
+                   "layer range, and S), conditional boundaries, edits of held-out samples with their response "
+                   "and side effects, the W+ rows each attribute lives in; aligned and unaligned models.")
+    needs = Needs(spaces={"w", "wplus"}, scores=True, images=True, models="both")
+
+    @dataclass
+    class Config:
+        attributes: list[str] = field(default_factory=list)  # [] = every attribute of the scorer
+        spaces: list[str] = field(default_factory=lambda: ["w"])  # w, wplus (per layer range), s
+        ratio: float = 0.2  # top/bottom share per class (a count if > 1); the paper's 0.02 assumes 500k samples
+        split: float = 0.7  # training share of each class
+        conditions: list[str] = field(default_factory=list)  # project these out of every other boundary
+        auto_condition: bool = True  # also condition on attributes correlated with the target
+        correlation_threshold: float = 0.2  # |r| from which attributes count as correlated
+        edit_samples: int = 32  # held out from boundary training, edited and scored
+        strengths: str = "-3:3:5"  # sigmas of the projection, start:stop:count, ends included
+        change_std: float = 1.0  # a continuous attribute "moves" by this many natural stds
+        regions: dict[str, str] = field(default_factory=lambda: dict(TOY_REGIONS))  # attribute -> region
+        unaligned_views: list[str] = field(default_factory=lambda: ["pseudo-aligned", "transformed"])
+        max_angle: float = 30.0  # degrees, user transforms of the "transformed" view
+        max_translate: float = 0.12  # fraction of the image, "transformed" view
+        layer_ranges: dict[str, str] = field(default_factory=lambda: dict(LAYER_RANGES))
+        single_layers: bool = True  # also every ws row alone
+        layer_samples: int = 8  # held-out samples pushed across each boundary per layer range
+        layer_roles: list[str] = field(default_factory=lambda: ["aligned"])
+        grid_samples: int = 2  # held-out samples shown in the edit grids
+        batch_size: int = 32
+
+        def __post_init__(self) -> None:
+            unknown = sorted(set(self.spaces) - {"w", "wplus", "s"})
+            if unknown or "w" not in self.spaces:
+                raise ValueError(f"spaces must include 'w' and may add 'wplus', 's'; got {self.spaces}")
+            unknown = sorted(set(self.unaligned_views) - set(UNALIGNED_VIEWS))
+            if unknown or not self.unaligned_views:
+                raise ValueError(f"unaligned_views: {unknown or 'none given'}; accepted: {', '.join(UNALIGNED_VIEWS)}")
+            strengths = parse_strengths(self.strengths)
+            if not (strengths.min() < 0 < strengths.max()):
+                raise ValueError(f"strengths {self.strengths!r} must go from below 0 to above 0, e.g. '-3:3:5'")
+            if self.edit_samples < 2 or self.layer_samples < 1:
+                raise ValueError("edit_samples must be >= 2 and layer_samples >= 1")
+
+    def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
+        if ctx.scorer is None:
+            raise ConfigError("the interfacegan analyzer needs a scorer (--scorer)")
+        study = _Study(ctx, cfg)
+        for role, role_samples in samples.items():
+            study.run_role(role, role_samples)
+        return study.result()
+
+
+class _Study:
+    """The state of one analysis: tables grow role by role, then become the result."""
+
+    def __init__(self, ctx: AnalysisContext, cfg) -> None:
+        self.ctx, self.cfg, self.scorer = ctx, cfg, ctx.scorer
+        declared = {a.name: a for a in self.scorer.attributes}
+        missing = [name for name in cfg.attributes + cfg.conditions if name not in declared]
+        if missing:
+            raise ConfigError(f"interfacegan: scorer {self.scorer.name!r} has no attribute(s) {', '.join(missing)}; "
+                              f"it has {', '.join(declared)}")
+        # Conditions need boundaries of their own, so they are studied too.
+        names = list(dict.fromkeys(cfg.attributes + cfg.conditions)) if cfg.attributes else list(declared)
+        self.attributes = [declared[n] for n in names]
+        self.kinds = {a.name: a.kind for a in self.scorer.attributes}
+        self.strengths = np.sort(parse_strengths(cfg.strengths))
+        self.rows: dict[str, list[dict]] = {k: [] for k in ("boundaries", "edits", "entanglement", "conditional",
+                                                             "layers", "curves", "pixels", "timings")}
+        self.figures: dict = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.grids: dict[str, dict[str, np.ndarray]] = {}
+        self.correlations: dict[str, pd.DataFrame] = {}
+        self.boundary_dir = Path(ctx.work_dir) / "boundaries"
+
+    # ----- one model ---------------------------------------------------------------------------
+    def run_role(self, role: str, samples) -> None:
+        cfg, ctx = self.cfg, self.ctx
+        G = ctx.generator(role)
+        started = time.perf_counter()
+        all_scores = samples["scores"]
+        scores = {a.name: np.asarray(all_scores[a.name], dtype=np.float64) for a in self.scorer.attributes
+                  if a.name in all_scores}
+        count = len(next(iter(scores.values())))
+        if count - cfg.edit_samples < 20:
+            raise ConfigError(f"interfacegan: {count} samples leave too few for training after holding out "
+                              f"{cfg.edit_samples}; sample more seeds or lower interfacegan.edit_samples")
+        held = np.sort(ctx.rng(1).choice(count, cfg.edit_samples, replace=False))
+        train = np.setdiff1d(np.arange(count), held)
+        natural_std = {name: float(np.nanstd(values[train])) or 1.0 for name, values in scores.items()}
+        corr = pd.DataFrame({n: v[train] for n, v in scores.items()}).corr()
+        self.correlations[role] = corr
+        w = np.asarray(samples["w"], dtype=np.float64)
+        wplus = np.asarray(samples["wplus"], dtype=np.float32)
+        sha256 = _model_sha256(samples)
+
+        boundaries = self._train(role, G, w, wplus, scores, train, sha256)
+        conditional = self._conditional(role, boundaries, w[train], corr)
+        self._timing(role, "boundaries", started, 0)
+
+        views = [View("aligned")] if role == "aligned" else [self._view(name, len(held)) for name in cfg.unaligned_views]
+        for number, view in enumerate(views):
+            started = time.perf_counter()
+            bench = EditBench(G, self.scorer, torch.from_numpy(wplus[held]), view, batch_size=cfg.batch_size,
+                              keep=cfg.grid_samples)
+            model = role if role == "aligned" else f"{role} ({view.name})"
+            effects = self._edits(model, bench, boundaries, natural_std, corr)
+            if number == 0:
+                self._compare_conditional(model, bench, boundaries, conditional, effects, natural_std, corr)
+                if role in cfg.layer_roles:
+                    self._layers(model, bench, boundaries[("w", "")], w[held], natural_std)
+            self._timing(role, f"edits {view.name}", started, bench.renders)
+        self.arrays[f"held_out_seeds_{role}"] = np.asarray(samples["seeds"])[held]
+
+    def _train(self, role, G, w, wplus, scores, train, sha256) -> dict[tuple[str, str], dict[str, Boundary]]:
+        """Boundaries by (space, layer-range name) -> attribute; saved as direction files."""
+        cfg = self.cfg
+        codes = {("w", ""): (w, [])}
+        if "wplus" in cfg.spaces:
+            for label, text in cfg.layer_ranges.items():
+                rows = _rows(text, G.num_ws)
+                if rows:
+                    codes[("wplus", label)] = (wplus[:, rows].reshape(len(wplus), -1), rows)
+        if "s" in cfg.spaces:
+            codes[("s", "")] = (_flat_styles(G, wplus, cfg.batch_size), [])
+        found: dict[tuple[str, str], dict[str, Boundary]] = {}
+        for (space, label), (space_codes, rows) in codes.items():
+            found[space, label] = {}
+            for attribute in self.attributes:
+                boundary = train_boundary(space_codes[train], scores[attribute.name][train], cfg.ratio, cfg.split,
+                                          random_state=self.ctx.seed)
+                boundary = replace(boundary, space=space, attribute=attribute.name, layers=rows, model_sha256=sha256)
+                found[space, label][attribute.name] = boundary
+                stem = f"{attribute.name}" + (f"_{label}" if label else "")
+                boundary.save(self.boundary_dir / role / space / stem)
+                self.arrays[f"boundary_{role}_{space}{'_' + label if label else ''}_{attribute.name}"] = boundary.normal
+                self.rows["boundaries"].append({
+                    "model": role, "space": space if not label else f"{space} {label} ({format_layers(rows)})",
+                    "attribute": attribute.name, "kind": attribute.kind, "dims": space_codes.shape[1],
+                    "validation_accuracy": boundary.validation_accuracy, "middle_accuracy": boundary.middle_accuracy,
+                    "projection_std": boundary.projection_std, "train_per_class": boundary.train_count,
+                    "validation_samples": boundary.validation_count})
+        return found
+
+    def _conditions_of(self, target: str, corr: pd.DataFrame) -> list[str]:
+        names = [a.name for a in self.attributes]
+        chosen = [c for c in self.cfg.conditions if c != target and c in names]
+        if self.cfg.auto_condition:
+            chosen += [c for c in names if c != target and c not in chosen
+                       and abs(corr.loc[target, c]) >= self.cfg.correlation_threshold]
+        return chosen
+
+    def _conditional(self, role, boundaries, w_train, corr) -> dict[str, Boundary]:
+        """W boundaries with their conditions projected out, for the targets that have any."""
+        out = {}
+        for attribute, boundary in boundaries[("w", "")].items():
+            conditions = self._conditions_of(attribute, corr)
+            if not conditions:
+                continue
+            normal = conditional_boundary(boundary.normal, [boundaries[("w", "")][c].normal for c in conditions])
+            out[attribute] = replace(boundary, normal=normal, intercept=0.0, conditions=conditions,
+                                     validation_accuracy=float("nan"), middle_accuracy=float("nan"),
+                                     projection_std=float(np.std(w_train @ normal)))
+            out[attribute].save(self.boundary_dir / role / "w" / f"{attribute}_conditional")
+        return out
+
+    def _view(self, name: str, count: int) -> View:
+        if name == "pseudo-aligned":
+            return View(name, pseudo_align=True)
+        if name == "natural":
+            return View(name)
+        rng = self.ctx.rng(2)
+        angles = rng.uniform(-self.cfg.max_angle, self.cfg.max_angle, count)
+        shifts = rng.uniform(-self.cfg.max_translate, self.cfg.max_translate, (count, 2))
+        return View(name, pseudo_align=True, transforms=batch_inverse_transforms(angles, shifts))
+
+    # ----- measurements ------------------------------------------------------------------------
+    def _edits(self, model, bench: EditBench, boundaries, natural_std, corr) -> dict:
+        effects = {}
+        measured = [a.name for a in self.scorer.attributes]
+        for (space, label), by_attribute in self.ctx.progress(list(boundaries.items()), desc=f"edits {model}"):
+            for attribute in self.attributes:
+                boundary = by_attribute[attribute.name]
+                direction = Direction(boundary.normal, space=space, layers=boundary.layers,
+                                      projection_std=boundary.projection_std, attribute=attribute.name)
+                region = bench.region_index(self.cfg.regions.get(attribute.name, "")) if space == "w" else None
+                effect = bench.measure(direction, self.strengths, self.strengths * boundary.projection_std,
+                                       region=region)
+                effects[space, label, attribute.name] = effect
+                space_name = space if not label else f"{space} {label}"
+                response = target_response(effect.scores[attribute.name], attribute.kind,
+                                           natural_std[attribute.name], self.cfg.change_std)
+                uncorrelated = [m for m in measured if m != attribute.name
+                                and abs(corr.loc[attribute.name, m]) < self.cfg.correlation_threshold]
+                rates = {m: change_rate(effect.scores[m], effect.original[m], self.kinds[m], natural_std[m],
+                                        self.cfg.change_std) for m in measured if m != attribute.name}
+                worst = max(uncorrelated, key=lambda m: rates[m]) if uncorrelated else ""
+                self.rows["edits"].append({
+                    "model": model, "space": space_name, "attribute": attribute.name, **response,
+                    "worst_uncorrelated": worst, "worst_uncorrelated_change_rate": rates.get(worst, float("nan")),
+                    **effect.pixels})
+                if space != "w":
+                    continue
+                for m in measured:
+                    self.rows["entanglement"].append({
+                        "model": model, "edited": attribute.name, "measured": m,
+                        "change_rate": response["success_rate"] if m == attribute.name else rates[m],
+                        "mean_shift_std": mean_shift(effect.scores[m], natural_std[m]),
+                        "correlation": float(corr.loc[attribute.name, m])})
+                target = effect.scores[attribute.name]
+                for s, strength in enumerate(self.strengths):
+                    self.rows["curves"].append({
+                        "attribute": attribute.name, "kind": attribute.kind, "model": model, "strength": strength,
+                        "mean": float(np.mean(target[s])), "q25": float(np.percentile(target[s], 25)),
+                        "q75": float(np.percentile(target[s], 75))})
+                if effect.grid is not None:
+                    for k in range(len(effect.grid)):
+                        self.grids.setdefault(f"{model}, held-out sample {k}", {})[attribute.name] = effect.grid[k]
+        return effects
+
+    def _compare_conditional(self, model, bench, boundaries, conditional, effects, natural_std, corr) -> None:
+        """Side effects on the conditions: unconditional vs conditional boundary, same strengths."""
+        ends = self.strengths[[0, -1]]
+        for attribute, boundary in conditional.items():
+            direction = Direction(boundary.normal, projection_std=boundary.projection_std, attribute=attribute)
+            effect = bench.measure(direction, ends, ends * boundary.projection_std)
+            plain = effects["w", "", attribute]
+            plain_ends = {name: values[[0, -1]] for name, values in plain.scores.items()}
+            cosine = float(boundary.normal @ boundaries[("w", "")][attribute].normal)
+            for condition in boundary.conditions:
+                before = mean_shift(plain_ends[condition], natural_std[condition])
+                after = mean_shift(effect.scores[condition], natural_std[condition])
+                self.rows["conditional"].append({
+                    "model": model, "attribute": attribute, "condition": condition,
+                    "correlation": float(corr.loc[attribute, condition]), "cosine_to_unconditional": cosine,
+                    "side_effect_unconditional": before, "side_effect_conditional": after,
+                    "reduction": 1 - after / before if before > 0 else float("nan"),
+                    "target_move_unconditional": mean_shift(plain_ends[attribute], natural_std[attribute]),
+                    "target_move_conditional": mean_shift(effect.scores[attribute], natural_std[attribute])})
+
+    def _layers(self, model, bench: EditBench, w_boundaries, w_held, natural_std) -> None:
+        """Each boundary applied to a subset of ws rows: which rows move the attribute."""
+        cfg = self.cfg
+        count = min(cfg.layer_samples, len(bench))
+        index = np.arange(count)
+        num_ws = bench.G.num_ws
+        ranges = {"all": None}
+        for label, text in cfg.layer_ranges.items():
+            rows = _rows(text, num_ws)
+            if rows:
+                ranges[f"{label} {format_layers(rows)}"] = rows
+        if cfg.single_layers:
+            ranges.update({str(row): [row] for row in range(num_ws)})
+        original = bench.original()[0]
+        top = float(np.max(np.abs(self.strengths)))
+        for attribute in self.attributes:
+            boundary = w_boundaries[attribute.name]
+            sides = np.where(boundary.distance(w_held) < 0, 1.0, -1.0)  # push each sample across
+            direction = Direction(boundary.normal, projection_std=boundary.projection_std)
+            full = None
+            for label, rows in ranges.items():
+                scores = bench.push_across(direction, top * boundary.projection_std, sides, index, rows)
+                moves = {m: (scores[m] - original[m][index]) / natural_std[m] for m in scores}
+                effect = float(np.mean(moves[attribute.name] * sides[index]))
+                full = effect if full is None else full
+                others = [float(np.mean(np.abs(v))) for m, v in moves.items() if m != attribute.name]
+                self.rows["layers"].append({
+                    "model": model, "attribute": attribute.name, "layers": label, "target_effect_std": effect,
+                    "relative_effect": effect / full if full else float("nan"),
+                    "side_effect_std": float(np.mean(others)) if others else float("nan")})
+
+    def _timing(self, role, step, started, renders) -> None:
+        self.rows["timings"].append({"model": role, "step": step, "seconds": time.perf_counter() - started,
+                                     "renders": renders})
+
+    # ----- the result --------------------------------------------------------------------------
+    def result(self) -> AnalysisResult:
+        tables = {name: pd.DataFrame(rows) for name, rows in self.rows.items() if rows and name != "curves"}
+        for role, corr in self.correlations.items():
+            tables[f"score correlations {role}"] = corr.round(3)
+        figs = {}
+        if self.rows["curves"]:
+            figs["response curves"] = figures.response_curves(pd.DataFrame(self.rows["curves"]))
+        if self.rows["entanglement"]:
+            figs["entanglement"] = figures.entanglement_heatmaps(tables["entanglement"])
+        if self.rows["layers"]:
+            figs["layer ranges"] = figures.layer_heatmaps(tables["layers"])
+        for title, grids in self.grids.items():
+            figs[f"edits: {title}"] = figures.edit_grid(grids, self.strengths, title)
+        metrics = self._metrics(tables)
+        sections = [
+            Section("Boundaries", "Linear SVM (C=1) between the top and bottom share of each attribute's scores; "
+                    f"the boundary files (direction .npy + JSON) are in {self.boundary_dir}; apply them with "
+                    "`sg3probe edit`.", tables=["boundaries"]),
+            Section("Edit response", "Held-out samples edited at each strength (in stds of the projection onto the "
+                    "normal). success: a binary decision crosses 0 between the ends, a continuous value rises by "
+                    f"{self.cfg.change_std:g} natural std; change rates of the other attributes count flips or moves "
+                    "of that size from the unedited sample.", tables=["edits"], figures=["response curves"]),
+            Section("Entanglement", "Rows: the attribute edited; columns: the share of samples in which each "
+                    "attribute changed (diagonal: the success rate).", tables=["entanglement"],
+                    figures=["entanglement"]),
+            Section("Conditional boundaries", "The side effect (|mean move| of the condition, in natural stds, "
+                    "between the ends of the strength range) of the unconditional and the conditional boundary.",
+                    tables=["conditional"] if "conditional" in tables else []),
+            Section("Layer ranges", "Each W boundary applied only to some ws rows, pushing held-out samples across "
+                    "the boundary at the largest strength.", tables=["layers"] if "layers" in tables else [],
+                    figures=["layer ranges"] if "layer ranges" in figs else []),
+            Section("Edit grids", "Rows: the attribute edited along its W boundary; columns: the strength in sigmas. "
+                    "The unaligned model is shown pseudo-aligned and under random user transforms.",
+                    figures=[name for name in figs if name.startswith("edits:")]),
+            Section("Score correlations and timings", tables=[n for n in tables if n.startswith("score")] + ["timings"]),
+        ]
+        return AnalysisResult(metrics=metrics, tables=tables, figures=figs, arrays=self.arrays,
+                              summary=_reading(tables, self.strengths), title="InterFaceGAN boundaries and edits",
+                              sections=sections)
+
+    def _metrics(self, tables) -> dict:
+        metrics: dict = {"strengths": self.strengths.tolist(), "boundary_dir": str(self.boundary_dir)}
+        for row in self.rows["boundaries"]:
+            metrics.setdefault("boundaries", {}).setdefault(row["model"], {}).setdefault(row["space"], {})[
+                row["attribute"]] = {"validation_accuracy": row["validation_accuracy"],
+                                     "middle_accuracy": row["middle_accuracy"], "projection_std": row["projection_std"]}
+        for row in self.rows["edits"]:
+            metrics.setdefault("edits", {}).setdefault(row["model"], {}).setdefault(row["space"], {})[
+                row["attribute"]] = {k: row[k] for k in ("success_rate", "monotone_rate", "mean_change_std",
+                                                         "worst_uncorrelated", "worst_uncorrelated_change_rate")}
+        for row in self.rows["conditional"]:
+            metrics.setdefault("conditional", {}).setdefault(row["model"], {})[
+                f"{row['attribute']} | {row['condition']}"] = {
+                    k: row[k] for k in ("side_effect_unconditional", "side_effect_conditional", "reduction")}
+        return metrics
+
+
+def _rows(text: str, num_ws: int) -> list[int]:
+    """Layer-range rows clipped to this generator (a 16-row range on a 12-row model keeps 0-11)."""
+    rows = []
+    for part in str(text).split(","):
+        first, _, last = part.partition("-")
+        last = last or first
+        rows += [r for r in range(int(first), int(last) + 1) if r < num_ws]
+    return parse_layers(",".join(map(str, rows)), num_ws) if rows else []
+
+
+def _flat_styles(G, wplus: np.ndarray, batch_size: int) -> np.ndarray:
+    """Flattened S [N, sum of style sizes] of ws [N, num_ws, w_dim], computed batch by batch."""
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(wplus), batch_size * 8):
+            ws = torch.as_tensor(wplus[start:start + batch_size * 8], dtype=torch.float32, device=G.device)
+            parts.append(torch.cat(list(G.styles(ws).values()), dim=1).cpu().numpy())
+    return np.concatenate(parts).astype(np.float64)
+
+
+def _model_sha256(samples) -> str:
+    store = getattr(samples, "store", None)
+    return (getattr(store, "metadata", None) or {}).get("model_sha256", "")
+
+
+def _reading(tables: dict[str, pd.DataFrame], strengths: np.ndarray) -> str:
+    parts = []
+    boundaries = tables.get("boundaries")
+    if boundaries is not None and not boundaries.empty:
+        w = boundaries[boundaries["space"] == "w"]
+        for model, group in w.groupby("model", sort=False):
+            worst = group.loc[group["validation_accuracy"].idxmin()]
+            parts.append(f"In W of the {model} model the boundaries reach validation accuracy "
+                         f"{group['validation_accuracy'].min():.2f} to {group['validation_accuracy'].max():.2f} "
+                         f"(lowest: {worst['attribute']}).")
+    edits = tables.get("edits")
+    if edits is not None and not edits.empty:
+        w = edits[edits["space"] == "w"]
+        for model, group in w.groupby("model", sort=False):
+            side = group["worst_uncorrelated_change_rate"].dropna()
+            side_text = (f"; the worst side effect on an uncorrelated attribute changes {side.max():.0%} of them"
+                         if len(side) else "")
+            parts.append(f"Edits from {strengths[0]:+g} to {strengths[-1]:+g} sigma ({model}) succeed in "
+                         f"{group['success_rate'].min():.0%} to {group['success_rate'].max():.0%} of held-out "
+                         f"samples{side_text}.")
+    conditional = tables.get("conditional")
+    if conditional is not None and not conditional.empty:
+        halved = (conditional["side_effect_conditional"] <= conditional["side_effect_unconditional"] / 2).mean()
+        parts.append(f"Conditional boundaries at least halve the side effect on their condition in {halved:.0%} of "
+                     f"{len(conditional)} target/condition pairs.")
+    layers = tables.get("layers")
+    if layers is not None and not layers.empty:
+        named = layers[~layers["layers"].str.fullmatch(r"\d+") & (layers["layers"] != "all")]
+        if not named.empty:
+            best = named.loc[named.groupby("attribute")["relative_effect"].idxmax()]
+            parts.append("The layer range that moves each attribute most: " + ", ".join(
+                f"{r.attribute} {r.layers.split(' ')[0]}" for r in best.itertuples()) + ".")
+    return " ".join(parts)

@@ -1,0 +1,221 @@
+"""`sg3probe edit`: move latents along a direction file and write the images and the edited latents.
+
+Sources: seeds (through the mapping), latent files from `sg3probe generate --save-latents` (or an
+earlier `edit`), or rows of a sample store. Outputs in --outdir:
+
+    grid.png              rows: sources, columns: strengths
+    images/<source>_<strength>.png
+    edit.gif              with --gif: one frame per strength, there and back
+    latents.npz           ws [B, num_ws, w_dim] (and styles/<layer> for S edits), transform [B, 3, 3],
+                          strength, raw_strength, source, seed: `render_latents` re-renders them
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from sg3probe.cli.model_commands import DEFAULT_MODEL, _parse_pair
+from sg3probe.errors import ConfigError
+
+
+@dataclass
+class Sources:
+    """The latents to edit: ws [B, num_ws, w_dim], transforms [B, 3, 3], names and seeds."""
+
+    ws: torch.Tensor
+    transforms: torch.Tensor
+    names: list[str]
+    seeds: np.ndarray  # [B] int64, -1 where unknown
+
+
+def _from_seeds(G, text: str, psi: float, cutoff: int | None) -> Sources:
+    from sg3probe.sampling.latents import z_from_seeds
+    from sg3probe.store.seeds import parse_seeds
+
+    seeds = parse_seeds(text)
+    with torch.no_grad():
+        ws = G.mapping(z_from_seeds(seeds, G.z_dim, G.device), None, truncation_psi=psi, truncation_cutoff=cutoff)
+    return Sources(ws, torch.eye(3).expand(len(seeds), 3, 3).clone(), [f"seed{s:04d}" for s in seeds],
+                   np.asarray(seeds, dtype=np.int64))
+
+
+def _latent_files(paths: tuple[Path, ...]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        files += sorted(path.glob("*.npz")) if path.is_dir() else [path]
+    if not files:
+        raise ConfigError(f"no .npz latent files in {', '.join(map(str, paths))}")
+    return files
+
+
+def _from_latents(G, paths: tuple[Path, ...]) -> Sources:
+    ws_parts, transforms, names, seeds = [], [], [], []
+    for path in _latent_files(paths):
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path} is not a latents .npz ({error})") from None
+        if "ws" not in data:
+            raise ConfigError(f"{path} has no 'ws' array; give files from `sg3probe generate --save-latents` "
+                              "or `sg3probe edit`")
+        ws = data["ws"].reshape(-1, *data["ws"].shape[-2:])  # [b, num_ws, w_dim]
+        if ws.shape[1:] != (G.num_ws, G.w_dim):
+            raise ConfigError(f"{path}: ws of shape {list(ws.shape[1:])} do not fit this model "
+                              f"([{G.num_ws}, {G.w_dim}])")
+        transform = data["transform"] if "transform" in data else np.eye(3)
+        transforms.append(np.broadcast_to(transform.reshape(-1, 3, 3), (len(ws), 3, 3)))
+        ws_parts.append(ws)
+        stems = [str(s) for s in data["source"]] if "source" in data and len(data["source"]) == len(ws) else \
+            [path.stem] if len(ws) == 1 else [f"{path.stem}_{i}" for i in range(len(ws))]
+        names += [f"{stem}_{i}" if stems.count(stem) > 1 else stem for i, stem in enumerate(stems)]
+        seeds += list(np.broadcast_to(data["seed"], len(ws))) if "seed" in data else [-1] * len(ws)
+    return Sources(torch.as_tensor(np.concatenate(ws_parts), dtype=torch.float32, device=G.device),
+                   torch.as_tensor(np.concatenate(transforms), dtype=torch.float32), names,
+                   np.asarray(seeds, dtype=np.int64))
+
+
+def _from_store(G, folder: Path, seeds_text: str | None, model_sha256: str) -> Sources:
+    from sg3probe.store import SampleStore
+    from sg3probe.store.seeds import parse_seeds
+
+    store = SampleStore.open(folder)
+    stored = store.seeds
+    seeds = np.asarray(parse_seeds(seeds_text), dtype=np.int64) if seeds_text else stored[:8]
+    rows = np.searchsorted(stored, seeds)
+    missing = [int(s) for s, r in zip(seeds, rows) if r >= len(stored) or stored[r] != s]
+    if missing:
+        raise ConfigError(f"the store {folder} has no seed(s) {missing[:5]}; it holds {len(stored)} seeds "
+                          f"from {stored[0]} to {stored[-1]}")
+    sha = store.metadata.get("model_sha256", "")
+    if sha and model_sha256 and sha != model_sha256:
+        click.echo(f"warning: the store was sampled from model sha256 {sha[:12]}, not the --model given "
+                   f"({model_sha256[:12]})", err=True)
+    if "wplus" in store.arrays:
+        ws = store.read("wplus", rows)
+    elif "w" in store.arrays:
+        if store.metadata.get("sampling", {}).get("truncation_cutoff") is not None:
+            raise ConfigError(f"the store {folder} was sampled with a truncation cutoff but holds no 'wplus'; "
+                              "its ws rows differ and cannot be rebuilt from 'w': sample it with --spaces w,wplus")
+        ws = np.repeat(store.read("w", rows)[:, None], G.num_ws, axis=1)
+    else:
+        raise ConfigError(f"the store {folder} holds neither 'wplus' nor 'w'; sample it with --spaces w")
+    return Sources(torch.as_tensor(ws, dtype=torch.float32, device=G.device),
+                   torch.as_tensor(store.read("transform", rows), dtype=torch.float32),
+                   [f"seed{int(s):04d}" for s in seeds], seeds)
+
+
+def render_latents(G, path: str | Path) -> torch.Tensor:
+    """Re-render a latents.npz written by `sg3probe edit`: images [B, C, H, W]."""
+    data = np.load(path, allow_pickle=False)
+    transform = torch.as_tensor(data["transform"], dtype=torch.float32, device=G.device)
+    layers = [key[len("styles/"):] for key in data.files if key.startswith("styles/")]
+    with torch.no_grad():
+        if str(data["render_from"]) == "styles":
+            styles = {name: torch.as_tensor(data[f"styles/{name}"], device=G.device) for name in layers}
+            return G.synthesis(styles=styles, transform=transform)
+        return G.synthesis(torch.as_tensor(data["ws"], device=G.device), transform=transform)
+
+
+def _strength_label(value: float) -> str:
+    return f"{value:+.2f}".replace(".", "p")
+
+
+@click.command()
+@click.argument("direction", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", "model_source", default=DEFAULT_MODEL, show_default=True,
+              help="NVIDIA .pkl, sg3probe checkpoint, or zoo name.")
+@click.option("--seeds", default=None, help="Seeds to edit (with a store: which of its seeds; default its first 8).")
+@click.option("--latents", "latent_paths", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Latent .npz files or folders (from `generate --save-latents` or `edit`); repeatable.")
+@click.option("--store", "store_path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A sample store (from `sg3probe sample` or a run's samples/<role>).")
+@click.option("--strength", "strength_text", default="-3:3:7", show_default=True,
+              help="start:stop:count (both ends included) or a comma list; sigmas unless --raw.")
+@click.option("--raw", is_flag=True, help="Strengths in raw latent units instead of sigmas of the projection.")
+@click.option("--layers", default=None, help="ws rows to edit, e.g. 0-7 or 0,3,8-15 (W directions; default all).")
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi (seeds).")
+@click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None)
+@click.option("--rotate", type=float, default=None, help="Rotation in degrees (replaces the sources' transforms).")
+@click.option("--translate", default=None, help="Translation 'TX,TY' in fractions of the image.")
+@click.option("--outdir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--gif", is_flag=True, help="Also write edit.gif, one frame per strength.")
+@click.option("--device", default=None, help="cpu, cuda, mps (default: best available).")
+@click.option("--batch", "batch_size", type=int, default=16, show_default=True)
+def edit(direction, model_source, seeds, latent_paths, store_path, strength_text, raw, layers, truncation_psi,
+         truncation_cutoff, rotate, translate, outdir, gif, device, batch_size):
+    """Edit latents along DIRECTION (.npy, with its .json sidecar if any) at several strengths."""
+    from sg3probe.checkpoints import load_model
+    from sg3probe.editing import apply_direction, check_direction, load_direction, parse_layers, parse_strengths
+    from sg3probe.imaging import tile, to_pil, to_uint8
+    from sg3probe.models.transforms import inverse_transform
+
+    given = [bool(latent_paths), store_path is not None, seeds is not None and store_path is None]
+    if sum(given) != 1 or (latent_paths and seeds is not None):
+        raise ConfigError("give exactly one source: --seeds, --latents or --store (a store takes --seeds too)")
+    loaded = load_direction(direction)
+    strengths = parse_strengths(strength_text)
+    raw_strengths = loaded.raw_strengths(strengths, raw)
+    model = load_model(model_source, device)
+    G = model.generator
+    check_direction(loaded, G)
+    boundary_sha = loaded.metadata.get("model_sha256", "")
+    if boundary_sha and boundary_sha != model.sha256:
+        click.echo(f"warning: {direction.name} was found on model sha256 {boundary_sha[:12]}, not on "
+                   f"{model.source} ({model.sha256[:12]})", err=True)
+    rows = parse_layers(layers, G.num_ws) if layers else None
+    if rows and loaded.space != "w":
+        raise ConfigError(f"--layers applies to W directions; this one is in {loaded.space!r} and has its own rows")
+    if store_path:
+        sources = _from_store(G, store_path, seeds, model.sha256)
+    elif latent_paths:
+        sources = _from_latents(G, latent_paths)
+    else:
+        sources = _from_seeds(G, seeds, truncation_psi, truncation_cutoff)
+    if rotate is not None or translate is not None:
+        transform = inverse_transform(_parse_pair(translate, "--translate"), rotate or 0.0)
+        sources.transforms = transform.expand(len(sources.names), 3, 3).clone()
+
+    count, steps = len(sources.names), len(strengths)
+    (outdir / "images").mkdir(parents=True, exist_ok=True)
+    pixels = None
+    saved: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for s, value in enumerate(raw_strengths):
+            for start in range(0, count, batch_size):
+                ws = sources.ws[start:start + batch_size]
+                latents = apply_direction(G, ws, loaded, float(value), rows)
+                transform = sources.transforms[start:start + batch_size].to(G.device)
+                images = to_uint8(latents.render(G, transform))
+                if pixels is None:
+                    pixels = np.empty((count, steps) + images.shape[1:], np.uint8)
+                pixels[start:start + len(ws), s] = images
+                saved.setdefault("ws", []).append(latents.ws.cpu().numpy())
+                saved.setdefault("transform", []).append(transform.cpu().numpy())
+                if latents.styles is not None:
+                    for name, style in latents.styles.items():
+                        saved.setdefault(f"styles/{name}", []).append(style.cpu().numpy())
+    # Images and latents in the same order: source-major, then strength.
+    order = np.arange(count * steps).reshape(steps, count).T.reshape(-1)  # saved is strength-major
+    arrays = {key: np.concatenate(parts)[order] for key, parts in saved.items()}
+    arrays.update(strength=np.tile(strengths, count), raw_strength=np.tile(raw_strengths, count),
+                  source=np.repeat(np.asarray(sources.names), steps), seed=np.repeat(sources.seeds, steps),
+                  render_from=np.asarray("styles" if loaded.space == "s" else "ws"))
+    np.savez(outdir / "latents.npz", **arrays)
+    for i, name in enumerate(sources.names):
+        for s, value in enumerate(strengths):
+            to_pil(pixels[i, s]).save(outdir / "images" / f"{name}_{_strength_label(value)}.png")
+    to_pil(tile(pixels.reshape(-1, *pixels.shape[2:]), columns=steps)).save(outdir / "grid.png")
+    if gif:
+        frames = [to_pil(tile(pixels[:, s], columns=count)) for s in range(steps)]
+        frames = frames + frames[-2:0:-1]  # there and back
+        frames[0].save(outdir / "edit.gif", save_all=True, append_images=frames[1:], duration=150, loop=0)
+    unit = "raw units" if raw else "sigmas"
+    click.echo(f"wrote {count} x {steps} edits ({strengths[0]:g} to {strengths[-1]:g} {unit}) to {outdir}")
+
+
+COMMANDS = [edit]
