@@ -118,7 +118,9 @@ class _Study:
         corr = pd.DataFrame({n: v[train] for n, v in scores.items()}).corr()
         self.correlations[role] = corr
         w = np.asarray(samples["w"], dtype=np.float64)
-        wplus = np.asarray(samples["wplus"], dtype=np.float32)
+        # All of W+ only when boundaries are trained on it; the edits need the held-out rows only.
+        wplus = (np.asarray(samples["wplus"], dtype=np.float32) if {"wplus", "s"} & set(cfg.spaces) else None)
+        held_ws = wplus[held] if wplus is not None else _rows_of(samples, "wplus", held)
         sha256 = _model_sha256(samples)
 
         boundaries = self._train(role, G, w, wplus, scores, train, sha256)
@@ -128,7 +130,7 @@ class _Study:
         views = [View("aligned")] if role == "aligned" else [self._view(name, len(held)) for name in cfg.unaligned_views]
         for number, view in enumerate(views):
             started = time.perf_counter()
-            bench = EditBench(G, self.scorer, torch.from_numpy(wplus[held]), view, batch_size=cfg.batch_size,
+            bench = EditBench(G, self.scorer, torch.from_numpy(held_ws), view, batch_size=cfg.batch_size,
                               keep=cfg.grid_samples)
             model = role if role == "aligned" else f"{role} ({view.name})"
             effects = self._edits(model, bench, boundaries, natural_std, corr)
@@ -289,7 +291,7 @@ class _Study:
                 scores = bench.push_across(direction, top * boundary.projection_std, sides, index, rows)
                 moves = {m: (scores[m] - original[m][index]) / natural_std[m] for m in scores}
                 effect = float(np.mean(moves[attribute.name] * sides[index]))
-                full = effect if full is None else full
+                full = effect if full is None else full  # the first range is "all"; NaN-safe below
                 others = [float(np.mean(np.abs(v))) for m, v in moves.items() if m != attribute.name]
                 self.rows["layers"].append({
                     "model": model, "attribute": attribute.name, "layers": label, "target_effect_std": effect,
@@ -378,6 +380,14 @@ def _flat_styles(G, wplus: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(parts).astype(np.float64)
 
 
+def _rows_of(samples, name: str, rows: np.ndarray) -> np.ndarray:
+    """Some rows of a sample array, read from the store alone when the samples have one."""
+    store = getattr(samples, "store", None)
+    if store is not None and hasattr(store, "read"):
+        return np.asarray(store.read(name, rows), dtype=np.float32)
+    return np.asarray(samples[name], dtype=np.float32)[rows]
+
+
 def _model_sha256(samples) -> str:
     store = getattr(samples, "store", None)
     return (getattr(store, "metadata", None) or {}).get("model_sha256", "")
@@ -410,7 +420,8 @@ def _reading(tables: dict[str, pd.DataFrame], strengths: np.ndarray) -> str:
                      f"{len(conditional)} target/condition pairs.")
     layers = tables.get("layers")
     if layers is not None and not layers.empty:
-        named = layers[~layers["layers"].str.fullmatch(r"\d+") & (layers["layers"] != "all")]
+        named = layers[~layers["layers"].str.fullmatch(r"\d+") & (layers["layers"] != "all")].dropna(
+            subset=["relative_effect"])
         if not named.empty:
             best = named.loc[named.groupby("attribute")["relative_effect"].idxmax()]
             parts.append("The layer range that moves each attribute most: " + ", ".join(

@@ -88,7 +88,7 @@ def edit_grid(grids: dict[str, np.ndarray], strengths: np.ndarray, title: str) -
     first = grids[names[0]]
     canvas = tile(np.concatenate([grids[n] for n in names]), columns=len(strengths), gap=2)
     height, width = canvas.shape[:2]
-    figure = Figure(figsize=(1.4 + width / 60, 0.5 + height / 60), layout="constrained")
+    figure = Figure(figsize=(2.0 + width / 60, 0.5 + height / 60), layout="constrained")
     ax = figure.subplots()
     ax.imshow(canvas, interpolation="nearest")
     step = first.shape[1] + 2

@@ -11,7 +11,6 @@ earlier `edit`), or rows of a sample store. Outputs in --outdir:
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -47,7 +47,7 @@ GATES = {"binary_accuracy": 0.95, "continuous_r2": 0.9, "mean_iou": 0.8,
 class TrainingConfig:
     """Everything that decides a scorer training run."""
 
-    steps: int = 2500
+    steps: int = 2000
     batch_size: int = 32
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4

@@ -54,9 +54,25 @@ class R64Renders:
         return np.repeat(self.base, count, axis=0)
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread while rendering: on a shared 2-core CPU, two threads are many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def r64_renders(r64):
-    return R64Renders(r64.pickle_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return R64Renders(r64.pickle_path)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_user_rotation_is_recovered_within_half_a_degree(r64_renders):
@@ -186,15 +202,15 @@ def register_scorers(register):
 '''
 
 
-def test_rotation_analyzer_runs_end_to_end(tmp_path, t64):
+def test_rotation_analyzer_runs_end_to_end(tmp_path, t64, one_thread):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "tinypose_scorer.py").write_text(SCORER_PLUGIN)
     out = tmp_path / "run"
-    sets = ['rotation.modes=["resample", "w_avg"]', "rotation.indices=[0, 1, 5]", 'rotation.ranges=["0-1"]',
-            "rotation.samples=2", "rotation.alignment_samples=2", "rotation.check_samples=1",
+    sets = ['rotation.modes=["resample", "w_avg"]', "rotation.indices=[0, 1]", 'rotation.ranges=["0-1"]',
+            "rotation.samples=2", "rotation.alignment_samples=1", "rotation.check_samples=1",
             "rotation.check_angles=[10.0]", "rotation.check_translations=[[0.05, 0.0]]", "rotation.strip_columns=2",
-            "rotation.refine=1", "grid_size=2"]
+            "rotation.refine=1", "grid_size=2", "threads=1"]
     args = ["run", "rotation", "--model", t64.pickle_path, "--unaligned-model", t64.pickle_path,
             "--scorer", "tinypose", "--seeds", "0-3", "--plugins-dir", plugins, "--out", out]
     for assignment in sets:
@@ -203,9 +219,9 @@ def test_rotation_analyzer_runs_end_to_end(tmp_path, t64):
     assert result.exit_code == 0, result.output
     folder = out / "results" / "rotation"
     per_index = (folder / "tables" / "per_index.csv").read_text().splitlines()
-    assert len(per_index) == 1 + 2 * 2 * 3  # header + models x modes x indices
+    assert len(per_index) == 1 + 2 * 2 * 2  # header + models x modes x indices
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["findings"]["unaligned"]["top_rotation_index"] in (0, 1, 5)
+    assert metrics["findings"]["unaligned"]["top_rotation_index"] in (0, 1)
     assert metrics["aligned"]["EQ-T_psnr_db"] > 20  # T-configuration: translation-equivariant
     assert "pseudo_alignment/ws[0] = w_avg" in metrics["unaligned"]
     html = (out / "report.html").read_text()
