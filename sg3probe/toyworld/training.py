@@ -152,6 +152,29 @@ def _initialise_output_bias(generator: Generator, config: TrainingConfig, matrix
     torgb.bias.copy_(mean_colour / generator.config.output_scale)
 
 
+@torch.no_grad()
+def _calibrate_input_gains(generator: Generator, config: TrainingConfig, passes: int = 8) -> None:
+    """Start every layer's magnitude EMA at the magnitude of its actual input.
+
+    The EMA starts at 1 and NVIDIA's beta (about 0.9995 per step here) needs thousands of steps
+    to reach the true magnitudes, which are far below 1 in the upper layers; until then the
+    input gains are too small, the signal fades layer by layer and the output is a flat colour
+    that no gradient can shape. A GAN trains long enough to wait; a short supervised run cannot.
+    This is what the conformance fixtures' warm-up does too: a few passes with a fast EMA.
+    """
+    layers = [getattr(generator.synthesis, name) for name in generator.synthesis.layer_names]
+    betas = [layer.magnitude_ema_beta for layer in layers]
+    try:
+        for layer in layers:
+            layer.magnitude_ema_beta = 0.5
+        for index in range(passes):
+            z = torch.randn(config.batch, config.z_dim, generator=torch.Generator().manual_seed(config.seed + 31 + index))
+            generator.synthesis(generator.mapping(z, update_emas=True), update_emas=True)
+    finally:
+        for layer, beta in zip(layers, betas):
+            layer.magnitude_ema_beta = beta
+
+
 def _ema_beta(config: TrainingConfig, images_seen: int) -> float:
     """NVIDIA's EMA beta per step: half-life ema_kimg, ramped up over the first images."""
     ema_images = config.ema_kimg * 1000
@@ -253,6 +276,7 @@ def train(config: TrainingConfig, workdir: str | Path, steps: int, *, out: str |
 
     else:
         _initialise_output_bias(generator, config, matrix)
+        _calibrate_input_gains(generator, config)
         generator_ema.load_state_dict(generator.state_dict())
 
     generator.to(device)
