@@ -36,7 +36,9 @@ class InterFaceGAN(Analyzer):
     class Config:
         attributes: list[str] = field(default_factory=list)  # [] = every attribute of the scorer
         spaces: list[str] = field(default_factory=lambda: ["w"])  # w, wplus (per layer range), s
-        ratio: float = 0.2  # top/bottom share per class (a count if > 1); the paper's 0.02 assumes 500k samples
+        # Top/bottom share per class (a count if > 1); the paper's 0.02 assumes 500k samples. For a binary
+        # attribute it is capped at the smaller side of its decision, so that no class takes wrong labels.
+        ratio: float = 0.3
         split: float = 0.7  # training share of each class
         conditions: list[str] = field(default_factory=list)  # project these out of every other boundary
         auto_condition: bool = True  # also condition on attributes correlated with the target
@@ -156,8 +158,9 @@ class _Study:
         for (space, label), (space_codes, rows) in codes.items():
             found[space, label] = {}
             for attribute in self.attributes:
-                boundary = train_boundary(space_codes[train], scores[attribute.name][train], cfg.ratio, cfg.split,
-                                          random_state=self.ctx.seed)
+                values = scores[attribute.name][train]
+                ratio = _class_size(attribute.name, values, attribute.kind, cfg.ratio)
+                boundary = train_boundary(space_codes[train], values, ratio, cfg.split, random_state=self.ctx.seed)
                 boundary = replace(boundary, space=space, attribute=attribute.name, layers=rows, model_sha256=sha256)
                 found[space, label][attribute.name] = boundary
                 stem = f"{attribute.name}" + (f"_{label}" if label else "")
@@ -358,6 +361,19 @@ class _Study:
                 f"{row['attribute']} | {row['condition']}"] = {
                     k: row[k] for k in ("side_effect_unconditional", "side_effect_conditional", "reduction")}
         return metrics
+
+
+def _class_size(name: str, values: np.ndarray, kind: str, ratio: float) -> float:
+    """The ratio for train_boundary; for a binary attribute a count capped at its rarer decision side."""
+    if kind != "binary":
+        return ratio
+    valid = values[np.isfinite(values)]
+    rarer = min(int((valid > 0).sum()), int((valid <= 0).sum()))
+    if rarer < 4:
+        raise ConfigError(f"interfacegan: binary attribute {name!r} is decided the same way for all but {rarer} "
+                          "training samples; sample more seeds or leave it out with interfacegan.attributes")
+    wanted = int(len(valid) * ratio) if ratio <= 1 else int(ratio)
+    return float(min(wanted, rarer))
 
 
 def _rows(text: str, num_ws: int) -> list[int]:

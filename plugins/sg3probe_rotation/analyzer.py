@@ -16,7 +16,7 @@ import torch
 from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
 from sg3probe.errors import ConfigError
 from sg3probe.models.transforms import inverse_transform
-from sg3probe.results import AnalysisResult, Section
+from sg3probe.results import AnalysisResult
 from sg3probe_rotation import report
 from sg3probe_rotation.ablation import (MODES, Target, ablate, derangement, measure_change, observe, observe_many,
                                         parse_range, pose_within, render, score_scales, shares, summarise)
@@ -139,14 +139,21 @@ class Rotation(Analyzer):
                                  "first": target.first, "last": target.last, "samples": count, **summarise(change)})
                 progress.update(len(group))
         content_column = "score_change" if scale else "pixel_aligned"
+        # The pose scorer, where there is one, knows the domain's pose; image registration is the
+        # model-free measure (of the two, the one the shares headline).
+        pose_measure = "pose" if rows and "pose_angle" in rows[0] else "image"
         for mode in cfg.modes:
             singles = [row for row in rows if row["mode"] == mode and row["kind"] == "index"]
-            for column, share in (("image_angle", "rotation_share"), ("image_shift", "translation_share"),
-                                  (content_column, "content_share"), ("internal_angle", "internal_rotation_share"),
-                                  ("pose_angle", "pose_rotation_share")):
-                if all(column in row for row in singles):
+            for column, share in (("image_angle", "image_rotation_share"), ("image_shift", "image_translation_share"),
+                                  ("pose_angle", "pose_rotation_share"), ("pose_shift", "pose_translation_share"),
+                                  ("internal_angle", "internal_rotation_share"), (content_column, "content_share")):
+                if singles and all(column in row for row in singles):
                     for row, value in zip(singles, shares(singles, column)):
                         row[share] = value
+            for row in singles:
+                row["pose_measure"] = pose_measure
+                row["rotation_share"] = row[f"{pose_measure}_rotation_share"]
+                row["translation_share"] = row[f"{pose_measure}_translation_share"]
         return rows
 
     def _user_transform_checks(self, G, scorer, ws_all, transforms_all, cfg, role) -> list[dict]:

@@ -15,15 +15,18 @@ def share_bars(table: pd.DataFrame, mode: str) -> Figure:
     """Per W+ index: its share of all rotation, translation and content change (one panel per model)."""
     rows = table[(table["mode"] == mode) & (table["kind"] == "index")]
     models = list(dict.fromkeys(rows["model"]))
-    figure = Figure(figsize=(10, 2.8 * len(models) + 0.4), layout="constrained")
+    figure = Figure(figsize=(11, 2.8 * len(models) + 0.4), layout="constrained")
     axes = figure.subplots(len(models), 1, squeeze=False)[:, 0]
-    columns = [("rotation_share", "rotation (image)"), ("translation_share", "translation (image)"),
-               ("content_share", "content")]
+    columns = [("pose_rotation_share", "rotation (pose scorer)"), ("image_rotation_share", "rotation (image)"),
+               ("translation_share", "translation"), ("content_share", "content")]
+    columns = [(column, label) for column, label in columns if column in rows and rows[column].notna().any()]
+    width = 0.8 / len(columns)
     for ax, model in zip(axes, models):
         group = rows[rows["model"] == model]
         positions = np.arange(len(group))
-        for offset, (column, label) in zip((-0.27, 0.0, 0.27), columns):
-            ax.bar(positions + offset, group[column].to_numpy(dtype=float), width=0.27, label=label)
+        for number, (column, label) in enumerate(columns):
+            offset = (number - (len(columns) - 1) / 2) * width
+            ax.bar(positions + offset, group[column].to_numpy(dtype=float), width=width, label=label)
         ax.set_xticks(positions, [f"ws[{t}]" for t in group["target"]], rotation=45)
         ax.set_ylabel("share of change")
         ax.set_title(f"{model}: ws[k] replaced ({mode})")

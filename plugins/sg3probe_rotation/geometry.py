@@ -79,8 +79,8 @@ def radial_hann(height: int, width: int, radius: float | None = None) -> np.ndar
 def _parabolic_offset(left: np.ndarray, peak: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Sub-bin position of a peak from its two neighbours, in (-0.5, 0.5)."""
     denominator = left - 2.0 * peak + right
-    offset = np.where(np.abs(denominator) > _EPS, 0.5 * (left - right) / np.where(
-        np.abs(denominator) > _EPS, denominator, 1.0), 0.0)
+    curved = np.abs(denominator) > _EPS  # a flat top has no vertex: keep the bin centre
+    offset = np.where(curved, 0.5 * (left - right) / np.where(curved, denominator, 1.0), 0.0)
     return np.clip(offset, -0.5, 0.5)
 
 
@@ -239,6 +239,7 @@ def polar_rotation(a: Any, b: Any, theta_bins: int = 720, max_radius: float | No
     `max_radius` (default: the inscribed circle) are used, so rotated-in corners never count.
     """
     a, b = _pair(a, b)
+    _check_bins(theta_bins)
     height, width = a.shape[-2:]
     max_radius = min(height, width) / 2.0 - 1.0 if max_radius is None else max_radius
     radii = np.arange(min_radius, max(max_radius, min_radius + 1.0) + 1e-9, 0.5)
@@ -296,7 +297,13 @@ def fourier_mellin(a: Any, b: Any, theta_bins: int = 720) -> Registration:
     rotating a and phase-correlating with b, and the higher peak gives the angle and the shift.
     """
     a, b = _pair(a, b)
+    _check_bins(theta_bins)
     return _fourier_mellin(a, b, _spline_coefficients(a), theta_bins)
+
+
+def _check_bins(theta_bins: int) -> None:
+    if theta_bins < 8 or theta_bins % 4:
+        raise ValueError(f"theta_bins must be a multiple of 4 (>= 8), got {theta_bins}")
 
 
 def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -344,6 +351,7 @@ def register(a: Any, b: Any, refine: int = 3, theta_bins: int = 720) -> Registra
     0.2-0.3) for unrelated pictures.
     """
     a, b = _pair(a, b)
+    _check_bins(theta_bins)
     batch, _, height, width = a.shape
     coefficients_a = _spline_coefficients(a)
     estimate = _fourier_mellin(a, b, coefficients_a, theta_bins)

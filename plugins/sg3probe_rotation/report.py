@@ -80,38 +80,54 @@ def findings(ablations: pd.DataFrame, alignment: pd.DataFrame, equivariance: pd.
     for model, rows in ablations.groupby("model", sort=False):
         singles = _singles(rows)
         mode = singles["mode"].iloc[0]
+        measure = singles["pose_measure"].iloc[0]
+        angle_column = "pose_angle" if measure == "pose" else "image_angle"
+        measure_words = ("the pose scorer (mean |change|)" if measure == "pose"
+                         else "image registration (median |change|)")
         ranked = singles.sort_values("rotation_share", ascending=False)
-        top = ranked.iloc[0]
-        second = ranked.iloc[1] if len(ranked) > 1 else top
-        largest_angle = singles.loc[singles["image_angle"].idxmax()]
-        ws0 = singles[singles["first"] == 0].iloc[0]
-        content_top = singles.loc[singles["content_share"].idxmax()] if "content_share" in singles else None
-        numbers[model] = {"mode": mode, "top_rotation_index": int(top["first"]),
-                          "top_rotation_share": float(top["rotation_share"]),
+        top, second = ranked.iloc[0], ranked.iloc[min(1, len(ranked) - 1)]
+        image_top = singles.loc[singles["image_rotation_share"].idxmax()]
+        largest = singles.loc[singles[angle_column].idxmax()]
+        numbers[model] = {"mode": mode, "pose_measure": measure,
+                          "top_rotation_index": int(top["first"]), "top_rotation_share": float(top["rotation_share"]),
+                          "top_rotation_angle_deg": float(top[angle_column]),
                           "second_rotation_index": int(second["first"]),
                           "second_rotation_share": float(second["rotation_share"]),
-                          "max_index_image_angle_deg": float(largest_angle["image_angle"]),
-                          "max_index": int(largest_angle["first"]),
-                          "ws0_internal_angle_deg": float(ws0["internal_angle"])}
-        sentence = (f"For the {model} model (ws[k] {_mode_words(mode)}, {int(top['samples'])} samples), the "
-                    f"image-measured rotation change is largest for ws[{int(top['first'])}] "
-                    f"({top['rotation_share']:.0%} of the total over indices, median {top['image_angle']:.1f} deg), "
-                    f"then ws[{int(second['first'])}] ({second['rotation_share']:.0%}, "
-                    f"{second['image_angle']:.1f} deg); replacing ws[0] changes the model-internal angle by "
-                    f"{ws0['internal_angle']:.1f} deg on average and the translation by {ws0['internal_shift']:.1f} % "
-                    f"of the width.")
-        if "pose_rotation_share" in singles and singles["pose_rotation_share"].notna().any():
-            pose_top = singles.loc[singles["pose_rotation_share"].idxmax()]
-            numbers[model]["pose_scorer_top_index"] = int(pose_top["first"])
-            sentence += (f" The pose scorer agrees on ws[{int(pose_top['first'])}] "
-                         f"({pose_top['pose_rotation_share']:.0%}, mean {pose_top['pose_angle']:.1f} deg).")
-        if content_top is not None:
-            sentence += (f" Content changes most for ws[{int(content_top['first'])}] "
+                          "image_top_rotation_index": int(image_top["first"]),
+                          "image_top_rotation_share": float(image_top["image_rotation_share"]),
+                          "max_index_angle_deg": float(largest[angle_column]), "max_index": int(largest["first"])}
+        sentence = (f"For the {model} model (ws[k] {_mode_words(mode)}, {int(top['samples'])} samples), the in-plane "
+                    f"rotation measured by {measure_words} changes most with ws[{int(top['first'])}] "
+                    f"({top['rotation_share']:.0%} of the total over single indices, {top[angle_column]:.1f} deg), "
+                    f"then ws[{int(second['first'])}] ({second['rotation_share']:.0%}, {second[angle_column]:.1f} deg).")
+        if measure == "pose":
+            sentence += (f" Model-free image registration ranks ws[{int(image_top['first'])}] first "
+                         f"({image_top['image_rotation_share']:.0%}, median {image_top['image_angle']:.1f} deg, "
+                         f"mean confidence {image_top['confidence']:.2f}).")
+        confidence = float(singles["confidence"].mean())
+        numbers[model]["image_confidence"] = confidence
+        if confidence < 0.5:
+            sentence += (f" Caution: the image registrations have a low mean confidence ({confidence:.2f}; a moved copy "
+                         "of an image scores about 0.8-1, unrelated images 0.1-0.3), so the image-measured angles of "
+                         "this model are unreliable (outputs with little structure, or content that changes with the "
+                         "code).")
+        if (singles["first"] == 0).any():
+            ws0 = singles[singles["first"] == 0].iloc[0]
+            numbers[model]["ws0_internal_angle_deg"] = float(ws0["internal_angle"])
+            sentence += (f" Replacing ws[0] changes the model-internal angle by {ws0['internal_angle']:.1f} deg and the "
+                         f"translation by {ws0['internal_shift']:.1f} % of the width on average.")
+        if "content_share" in singles and singles["content_share"].notna().any():
+            content_top = singles.loc[singles["content_share"].idxmax()]
+            sentence += (f" Content changes most with ws[{int(content_top['first'])}] "
                          f"({content_top['content_share']:.0%} of the content change).")
+        ranges = rows[(rows["kind"] == "range") & (rows["mode"] == mode)]
+        if len(ranges):
+            sentence += " Replacing ranges together: " + ", ".join(
+                f"ws[{r.target}] {getattr(r, angle_column):.1f} deg" for r in ranges.itertuples()) + "."
         if model == "aligned":
-            sentence += (f" No single index turns the aligned model's images by more than "
-                         f"{largest_angle['image_angle']:.1f} deg (median, at ws[{int(largest_angle['first'])}])"
-                         + (", as expected of an aligned model." if largest_angle["image_angle"] <= 3 else
+            sentence += (f" No single index turns the aligned model's images by more than {largest[angle_column]:.1f} deg "
+                         f"(at ws[{int(largest['first'])}])"
+                         + (", as expected of an aligned model." if largest[angle_column] <= 3 else
                             ", more than the few degrees expected of an aligned model."))
         where.append(sentence)
     texts["where"] = " ".join(where)
@@ -158,26 +174,34 @@ def _mode_words(mode: str) -> str:
 
 
 def _paper_comparison(numbers: dict) -> str:
-    """Where the measured model agrees or differs with the paper (ws[0], ws[1] carry rotation)."""
+    """Where the measured models agree or differ with the paper (ws[0], then ws[1], carry rotation)."""
     parts = []
     unaligned = numbers.get("unaligned")
     if unaligned:
-        top = {unaligned["top_rotation_index"], unaligned["second_rotation_index"]}
-        if unaligned["top_rotation_index"] in (0, 1):
-            parts.append(f"As in the paper, rotation of the unaligned model is carried by the first codes "
-                         f"(ws[{unaligned['top_rotation_index']}] first, ws[{unaligned['second_rotation_index']}] next).")
+        first, second = unaligned["top_rotation_index"], unaligned["second_rotation_index"]
+        if first in (0, 1):
+            parts.append(f"As in the paper, the unaligned model's rotation is carried by the first codes: ws[{first}] "
+                         f"({unaligned['top_rotation_share']:.0%} of the rotation change).")
+            if second != 1 - first:
+                parts.append(f"Unlike the paper, the other of ws[0], ws[1] is not next (ws[{second}] is, with "
+                             f"{unaligned['second_rotation_share']:.0%}).")
         else:
             parts.append(f"Unlike the paper, where ws[0] and ws[1] carry rotation, the unaligned model's rotation "
-                         f"changes most with ws[{unaligned['top_rotation_index']}].")
-        if not top & {1} and unaligned["top_rotation_index"] == 0:
-            parts.append("Here ws[1] adds little rotation of its own, so holding ws[0] alone fixes the pose.")
+                         f"changes most with ws[{first}].")
     aligned = numbers.get("aligned")
     if aligned:
-        parts.append(f"The aligned model's largest per-index rotation is {aligned['max_index_image_angle_deg']:.1f} deg "
-                     f"(ws[{aligned['max_index']}]).")
+        parts.append(f"The aligned model's largest per-index rotation change is {aligned['max_index_angle_deg']:.1f} deg "
+                     f"(ws[{aligned['max_index']}])"
+                     + ("; the paper expects no rotation there, as found." if aligned["max_index_angle_deg"] <= 3
+                        else "; the paper expects none."))
     alignment = numbers.get("pseudo_alignment")
-    if alignment and alignment["ws0"] < 0.5:
-        parts.append(f"Pseudo-alignment works less well than the paper reports ({alignment['ws0']:.0%} within tolerance).")
+    if alignment:
+        if alignment["ws0"] >= 0.5:
+            parts.append(f"Pseudo-alignment works as the paper reports: {alignment['ws0']:.0%} of the samples "
+                         "within tolerance with ws[0] = w_avg.")
+        else:
+            parts.append(f"Pseudo-alignment works less well than the paper reports ({alignment['ws0']:.0%} within "
+                         "tolerance with ws[0] = w_avg).")
     return " ".join(parts) if parts else "No model comparison was possible."
 
 

@@ -113,6 +113,16 @@ def test_boundary_files_round_trip_and_read_as_a_direction(tmp_path):
     np.testing.assert_allclose(direction.raw_strengths(np.array([-1.0, 2.0]), raw=False), [-1.7, 3.4])
 
 
+def test_binary_classes_never_take_samples_from_the_other_side_of_the_decision():
+    from sg3probe_interfacegan.analyzer import _class_size
+
+    logits = np.concatenate([np.full(10, 2.0), np.full(90, -1.0)])  # 10 % positive
+    assert _class_size("rare", logits, "binary", 0.3) == 10  # not 30: 20 negatives would count as positives
+    assert _class_size("rare", logits, "continuous", 0.3) == 0.3
+    with pytest.raises(ConfigError, match="all but 2"):
+        _class_size("never", np.concatenate([[1.0, 1.0], -np.ones(98)]), "binary", 0.3)
+
+
 # ----- syntax and summaries --------------------------------------------------------------------
 
 def test_strengths_include_both_ends():
@@ -227,7 +237,7 @@ class Tones(Scorer):
         pass
     def score(self, images):
         x = images.detach().float().cpu().numpy()
-        return {"bright": x.mean(axis=(1, 2, 3)) * 20, "red": x[:, 0].mean(axis=(1, 2)) - x[:, 1:].mean(axis=(1, 2, 3))}
+        return {"bright": (x.mean(axis=(1, 2, 3)) - 0.115) * 20, "red": x[:, 0].mean(axis=(1, 2)) - x[:, 1:].mean(axis=(1, 2, 3))}
     def segment(self, images):
         masks = np.zeros((images.shape[0], images.shape[2], images.shape[3]), int)
         masks[:, images.shape[2] // 2:] = 1
@@ -269,3 +279,71 @@ def test_analyzer_runs_end_to_end_on_t64(tmp_path, t64):
     assert sidecar["model_sha256"] == t64.meta["pickle"]["sha256"] and sidecar["projection_std"] > 0
     html = (out / "report.html").read_text()
     assert "InterFaceGAN boundaries and edits" in html and "Layer ranges" in html
+
+
+# ----- the analyzer on a generator whose answers are known -------------------------------------
+
+class _RowsGenerator(torch.nn.Module):
+    """A stand-in generator: attribute a is read from ws rows 0-1, b from rows 2-3 and c from
+    rows 4-5, along directions where c's is at 60 degrees to b's (so b and c correlate)."""
+
+    w_dim, num_ws = 8, 6
+
+    def __init__(self):
+        super().__init__()
+        q = np.linalg.qr(np.random.default_rng(0).standard_normal((8, 3)))[0]  # orthonormal columns
+        a, b, c = q[:, 0], q[:, 1], 0.5 * q[:, 1] + np.sqrt(0.75) * q[:, 2]
+        self.register_buffer("w_avg", torch.zeros(8))
+        self.register_buffer("reads", torch.tensor(np.stack([a, b, c]), dtype=torch.float32))  # [3, w_dim]
+
+    @property
+    def device(self):
+        return self.w_avg.device
+
+    def synthesis(self, ws, transform=None):
+        values = torch.stack([(ws[:, 2 * i:2 * i + 2] @ self.reads[i]).mean(1) for i in range(3)], 1)  # [B, 3]
+        return torch.tanh(values / 3)[:, :, None, None].expand(-1, 3, 4, 4)
+
+
+class _ChannelScorer(sg3probe.scorer.Scorer):
+    name = "channels"
+    attributes = (sg3probe.scorer.Attribute("a", "binary"), sg3probe.scorer.Attribute("b", "continuous"),
+                  sg3probe.scorer.Attribute("c", "continuous"))
+
+    def score(self, images):
+        means = images.mean(dim=(2, 3)).numpy()
+        return {"a": means[:, 0] * 10, "b": means[:, 1], "c": means[:, 2]}
+
+
+def test_analyzer_finds_the_rows_and_removes_the_correlated_side_effect(tmp_path):
+    from sg3probe.analyzer import AnalysisContext, InMemorySampleSet
+    from sg3probe_interfacegan.analyzer import InterFaceGAN
+
+    G, scorer = _RowsGenerator(), _ChannelScorer()
+    w = torch.from_numpy(np.random.default_rng(1).standard_normal((600, 8)).astype(np.float32))
+    ws = w[:, None].repeat(1, 6, 1)
+    sample_set = InMemorySampleSet({"seeds": np.arange(600), "w": w.numpy(), "wplus": ws.numpy(),
+                                    "scores": scorer.score(G.synthesis(ws))})
+    samples = {"aligned": sample_set, "unaligned": sample_set}
+    cfg = InterFaceGAN.make_config({"edit_samples": 40, "strengths": "-2:2:3", "layer_samples": 40,
+                                    "layer_ranges": {"first": "0-1", "middle": "2-3", "last": "4-5"},
+                                    "single_layers": False, "grid_samples": 0})
+    ctx = AnalysisContext(generators={"aligned": G, "unaligned": G}, work_dir=tmp_path, scorer=scorer)
+    result = InterFaceGAN().analyze(samples, ctx, cfg)
+    assert set(result.metrics["edits"]) == {"aligned", "unaligned (pseudo-aligned)", "unaligned (transformed)"}
+    layers = result.tables["layers"].set_index(["attribute", "layers"])["relative_effect"]  # aligned only
+    for attribute, home in (("a", "first 0-1"), ("b", "middle 2-3"), ("c", "last 4-5")):
+        assert layers[attribute, home] > 0.8
+        assert all(abs(layers[attribute, other]) < 0.15 for other in ("first 0-1", "middle 2-3", "last 4-5")
+                   if other != home)
+    conditional = result.tables["conditional"].query("model == 'aligned'").set_index(["attribute", "condition"])
+    assert set(conditional.index) == {("b", "c"), ("c", "b")}  # a correlates with neither
+    for pair in conditional.index:
+        row = conditional.loc[pair]
+        assert row["side_effect_conditional"] <= row["side_effect_unconditional"] / 2
+    edits = result.tables["edits"].query("model == 'aligned'").set_index("attribute")
+    assert (edits["success_rate"] >= 0.9).all()
+    assert edits.loc["a", "worst_uncorrelated_change_rate"] <= 0.1  # editing a leaves b and c alone
+    boundaries = result.tables["boundaries"].query("model == 'aligned'").set_index("attribute")
+    assert (boundaries["validation_accuracy"] >= 0.95).all()
+    assert (tmp_path / "boundaries" / "aligned" / "w" / "b_conditional.json").is_file()
