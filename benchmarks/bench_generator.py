@@ -3,6 +3,7 @@
 Each measurement runs in a fresh process (peak RSS is per process), with the same random weights
 and inputs for both formulations; the outputs are compared too. Usage:
     python benchmarks/bench_generator.py [--configs t64,r64,t256] [--threads 2]
+    SG3PROBE_MALLOC=default python benchmarks/bench_generator.py   # glibc's malloc defaults
 """
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ def measure(name: str, impl: str, threads: int) -> dict:
     from sg3probe.models.generator import Generator
     from sg3probe.models.ops import use_reference_ops
 
+    from sg3probe.runtime import tune_malloc
+
     torch.set_num_threads(threads)
+    malloc = "tuned" if tune_malloc() else "default"  # SG3PROBE_MALLOC=default for glibc's own
     cfg, kwargs, batch, calls = CONFIGS[name]
     torch.manual_seed(0)
     G = Generator(stylegan3_config(cfg, **kwargs)).eval().requires_grad_(False)
@@ -45,7 +49,7 @@ def measure(name: str, impl: str, threads: int) -> dict:
                 times.append(time.perf_counter() - start)
     median = sorted(times)[len(times) // 2]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"config": name, "impl": impl, "batch": batch, "median_s": median, "img_per_s": batch / median,
+    return {"config": name, "impl": impl, "batch": batch, "malloc": malloc, "median_s": median, "img_per_s": batch / median,
             "peak_rss_mb": peak_mb, "checksum": images.double().abs().mean().item(),
             "sample": images[0, :, :8, :8].flatten().tolist()}
 
@@ -67,7 +71,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one[0], args.one[1], args.threads)))
         return
-    print(f"{'config':6s} {'batch':>5s} {'naive img/s':>12s} {'ours img/s':>11s} {'speed-up':>9s} "
+    print(f"{'config':6s} {'malloc':7s} {'batch':>5s} {'naive img/s':>12s} {'ours img/s':>11s} {'speed-up':>9s} "
           f"{'naive peak MB':>14s} {'ours peak MB':>13s} {'max |diff|':>11s}")
     for name in args.configs.split(","):
         results = {}
@@ -77,7 +81,7 @@ def main() -> None:
             results[impl] = json.loads(out.strip().splitlines()[-1])
         naive, ours = results["naive"], results["ours"]
         diff = max(abs(a - b) for a, b in zip(naive["sample"], ours["sample"]))
-        print(f"{name:6s} {ours['batch']:5d} {naive['img_per_s']:12.2f} {ours['img_per_s']:11.2f} "
+        print(f"{name:6s} {ours['malloc']:7s} {ours['batch']:5d} {naive['img_per_s']:12.2f} {ours['img_per_s']:11.2f} "
               f"{ours['img_per_s'] / naive['img_per_s']:8.2f}x {naive['peak_rss_mb']:14.0f} "
               f"{ours['peak_rss_mb']:13.0f} {diff:11.2e}", flush=True)
 

@@ -36,8 +36,11 @@ class _Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """sg3probe: analyse and edit the latent spaces of StyleGAN3 generators."""
+    from sg3probe.runtime import tune_malloc
+
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    tune_malloc()
 
 
 def _register_commands() -> None:
