@@ -17,7 +17,6 @@ import time
 
 
 def measure(args: argparse.Namespace, images: int) -> dict:
-    import numpy as np
     import torch
 
     from sg3probe.models.architecture import stylegan3_config
@@ -42,7 +41,7 @@ def measure(args: argparse.Namespace, images: int) -> dict:
     return {"resolution": args.resolution, "channels": layout.channels, "pool": args.pool, "method": args.method,
             "chunk": args.chunk, "images": images, "seconds": round(seconds, 1),
             "seconds_per_image": round(seconds / images, 1), "rss_before_mb": round(before),
-            "peak_rss_mb": round(peak), "threads": args.threads, "dtype": str(np.float16)}
+            "peak_rss_mb": round(peak), "threads": args.threads}
 
 
 def main() -> None:

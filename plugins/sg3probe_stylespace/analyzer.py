@@ -86,7 +86,6 @@ class _Study:
         cfg, ctx = self.cfg, self.ctx
         G = ctx.generator(role).eval().requires_grad_(False)
         layout = style_layout(G)
-        all_names = list(samples["s"].keys())
         started = time.perf_counter()
         mean, std, count = _style_statistics(samples["s"], layout.names)
         self._timing(role, "S statistics", started, count)
@@ -129,7 +128,6 @@ class _Study:
                 images[0], overlay_maps, [result[r][0] for r in result][:6], layout.channel_names(),
                 list(result)[:6])
         self._attributes(role, samples, mean, std, layout)
-        del all_names
 
     def _localization_tables(self, role, layout, region_names, frac, found) -> None:
         channel_names = layout.channel_names()
