@@ -21,8 +21,10 @@ def measure(args: argparse.Namespace, images: int) -> dict:
 
     from sg3probe.models.architecture import stylegan3_config
     from sg3probe.models.generator import Generator
+    from sg3probe.runtime import tune_malloc
     from sg3probe_stylespace.gradients import style_layout, write_gradient_maps
 
+    malloc = "tuned" if tune_malloc() else "default"  # as the command line runs; SG3PROBE_MALLOC=default
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = stylegan3_config("stylegan3-t", img_resolution=args.resolution, channel_base=args.channel_base,
@@ -41,7 +43,7 @@ def measure(args: argparse.Namespace, images: int) -> dict:
     return {"resolution": args.resolution, "channels": layout.channels, "pool": args.pool, "method": args.method,
             "chunk": args.chunk, "images": images, "seconds": round(seconds, 1),
             "seconds_per_image": round(seconds / images, 1), "rss_before_mb": round(before),
-            "peak_rss_mb": round(peak), "threads": args.threads}
+            "peak_rss_mb": round(peak), "threads": args.threads, "malloc": malloc}
 
 
 def main() -> None:

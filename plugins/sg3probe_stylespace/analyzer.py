@@ -31,7 +31,7 @@ class StyleSpace(Analyzer):
 
     @dataclass
     class Config:
-        gradient_images: int = 4  # images whose gradient maps are computed (the paper: ~1000; costly on CPU)
+        gradient_images: int = 8  # images whose gradient maps are computed (the paper: ~1000; costly on CPU)
         gradient_roles: list[str] = field(default_factory=lambda: ["aligned"])  # models that get gradient maps
         pool: int = 32  # gradient maps are of the output average-pooled to pool x pool
         method: str = "auto"  # forward (JVP per channel), reverse (VJP per pooled pixel) or auto
@@ -120,6 +120,8 @@ class _Study:
             present = np.stack([(masks == r).any(axis=(1, 2)) for r in range(len(region_names))], axis=1)
             frac = region_frequency(top_regions(scores), present)
             found = localize(frac, cfg.threshold, cfg.margin, cfg.max_regions)
+            with np.errstate(all="ignore"):
+                self.strength = np.nanmean(scores, axis=0)  # [C, R] mean overlap score n / o^2
             self.arrays[f"frac_{role}"] = frac
             self._localization_tables(role, layout, region_names, frac, found)
             self._timing(role, "localization", started, len(rows))
@@ -138,7 +140,7 @@ class _Study:
                 heat[layer_of[channel], region] += 1
         self.heatmaps[role] = pd.DataFrame(heat, index=list(layout.names), columns=list(region_names))
         for region, region_name in enumerate(region_names):
-            for rank, channel in enumerate(ranked_channels(found, frac, region)[:self.cfg.top_channels]):
+            for rank, channel in enumerate(ranked_channels(found, frac, region, self.strength)[:self.cfg.top_channels]):
                 loc = found[channel]
                 self.tables["channels"].append({
                     "model": role, "region": region_name, "rank": rank + 1, "channel": channel_names[channel],
@@ -162,7 +164,7 @@ class _Study:
         for region, region_name in enumerate(region_names):
             if np.all(np.isnan(frac[:, region])):
                 continue  # no gradient image contains the region
-            ranked = ranked_channels(found, frac, region)
+            ranked = ranked_channels(found, frac, region, self.strength)
             localized = len(ranked) > 0
             channel = int(ranked[0]) if localized else int(np.nanargmax(frac[:, region]))
             layer = int(np.searchsorted(offsets, channel, side="right") - 1)

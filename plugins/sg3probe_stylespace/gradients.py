@@ -8,7 +8,9 @@ style channel (all non-ToRGB layers) is computed in batched Jacobian products:
   exact because the images of a batch do not interact.
 - "reverse": vector-Jacobian products (autograd.grad with is_grads_batched), `chunk` pooled
   output elements per pass; the cost grows with 3 * P * P.
-- "auto": whichever needs fewer products.
+- "auto": reverse when 3 * P * P <= 1.5 * channels, else forward. Measured on CPU (torch 2.13), a
+  forward product costs about 1.6x (64 px, 174 channels) to 20x (16 px, 28 channels) a reverse one:
+  the generator's forward-mode derivatives go through slower paths than its backward.
 
 `write_gradient_maps` stores the maps chunk by chunk as .npy files in a folder and skips the
 chunks already there, so an interrupted computation resumes where it stopped.
@@ -81,7 +83,7 @@ def gradient_maps(G, styles: Mapping[str, torch.Tensor], layout: StyleLayout, *,
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     if method == "auto":
-        method = "forward" if layout.channels <= 3 * pool * pool else "reverse"
+        method = "reverse" if 3 * pool * pool <= 1.5 * layout.channels else "forward"
     styles = {name: value.detach() for name, value in styles.items()}
     run = _forward_maps if method == "forward" else _reverse_maps
     return run(G, styles, layout, pool, chunk, transform)

@@ -99,12 +99,16 @@ def localize(frac: np.ndarray, threshold: float = 0.5, margin: float = 0.25,
     return found
 
 
-def ranked_channels(localizations: list[Localization], frac: np.ndarray, region: int) -> np.ndarray:
+def ranked_channels(localizations: list[Localization], frac: np.ndarray, region: int,
+                    strength: np.ndarray | None = None) -> np.ndarray:
     """Channels localized to a set containing `region`, best first: single-region sets before
-    pairs, then by the sum of frac over the set, then by frac of the region itself."""
+    pairs, then by the sum of frac over the set, then by frac of the region itself, then (ties are
+    common with few images) by `strength` [C, R], e.g. the mean overlap score, higher first."""
     frac = np.nan_to_num(frac, nan=0.0)
+    strength = np.zeros_like(frac) if strength is None else np.nan_to_num(strength, nan=0.0)
     chosen = [c for c, found in enumerate(localizations) if region in found.regions]
-    chosen.sort(key=lambda c: (len(localizations[c].regions), -localizations[c].share, -frac[c, region]))
+    chosen.sort(key=lambda c: (len(localizations[c].regions), -localizations[c].share, -frac[c, region],
+                               -strength[c, region]))
     return np.asarray(chosen, dtype=np.int64)
 
 

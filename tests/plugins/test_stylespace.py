@@ -138,6 +138,9 @@ def test_frequency_and_localization_rule_find_the_planted_channels():
     assert found[3].regions == (1, 2)  # neither alone passes the margin, the pair does
     assert found[3].share == pytest.approx(1.0)
     assert list(ranked_channels(found, frac, 1)) == [0, 3]  # the single-region channel first
+    tied = [found[0], found[0], found[3]]
+    strength = np.array([[0, 0.1], [0, 0.9], [0, 0.5]])
+    assert list(ranked_channels(tied, frac[[0, 0, 3], :2], 1, strength)) == [1, 0, 2]  # ties: stronger first
     assert localize(frac, 0.5, 0.25, max_regions=1)[3].regions == ()
 
 
