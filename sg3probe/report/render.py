@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import jinja2
-import pandas as pd
 from markupsafe import Markup
 
 from sg3probe.results import PNG_SIGNATURE, Section, StoredResult, load_results

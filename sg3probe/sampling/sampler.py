@@ -87,7 +87,7 @@ class Sampler:
     @torch.no_grad()
     def compute(self, seeds: list[int]) -> dict[str, np.ndarray]:
         """All arrays for these seeds; each row depends on its seed only."""
-        G, spec = self.G, self.spec
+        spec = self.spec
         parts: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(seeds), spec.batch_size):
             chunk = seeds[start:start + spec.batch_size]
