@@ -74,7 +74,9 @@ class SampleSet(Protocol):
 
     Names: "seeds" [N] int64; "z" [N, z_dim]; "w" [N, w_dim]; "wplus" [N, num_ws, w_dim];
     "s" a mapping layer name -> [N, channels] (ordered as the generator's styles);
-    "scores" a mapping attribute -> [N]; "transforms" [N, 3, 3]. Only what `needs` asked for
+    "scores" a mapping attribute -> [N]; "transforms" [N, 3, 3]. When the scores were taken with
+    pseudo-alignment (the unaligned model by default: ws[0] = w_avg), "scores_as_generated" holds
+    the scores of the images as generated (ws[0] kept). Only what `needs` asked for
     is guaranteed to be present; arrays may be memory-mapped (read-only).
     """
 

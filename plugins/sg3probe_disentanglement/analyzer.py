@@ -30,6 +30,19 @@ def _spaces(samples) -> "OrderedDict[str, np.ndarray]":
     return spaces
 
 
+def _scored_views(samples):
+    """(role, samples, label, scores) for each model and each way its images were scored.
+
+    The unaligned model's images are scored pseudo-aligned (ws[0] = w_avg) by default; the sampler
+    then also keeps the scores of the images as generated, and both are measured. The label of a
+    model's primary scores is its role, so per-layer results and the reading key on it.
+    """
+    for role, role_samples in samples.items():
+        yield role, role_samples, role, role_samples["scores"]
+        if "scores_as_generated" in role_samples:
+            yield role, role_samples, f"{role} as generated", role_samples["scores_as_generated"]
+
+
 class Disentanglement(Analyzer):
     name = "disentanglement"
     description = ("DCI disentanglement (Eastwood & Williams) with MIG and SAP, for Z, W, W+ and StyleSpace S "
@@ -52,41 +65,39 @@ class Disentanglement(Analyzer):
         attributes = list(ctx.scorer.attributes)
         rows, attribute_rows, layer_rows, selections = [], [], [], []
         figures, arrays = {}, {}
-        for role, role_samples in samples.items():
-            label = role + (" (pseudo-aligned scores)" if role == "unaligned" else "")
-            scores = role_samples["scores"]
+        for role, role_samples, label, scores in _scored_views(samples):
             names = [a.name for a in attributes if a.name in scores]
             matrix = np.stack([np.asarray(scores[n], dtype=np.float64) for n in names], axis=1)
             thresholds = [0.0 if a.kind == "binary" else "median" for a in attributes if a.name in scores]
             subsets = select_attribute_subsets(matrix, names, percentile=cfg.percentile, threshold=thresholds,
                                                min_side_fraction=cfg.min_side_fraction, random_state=ctx.seed)
             selection = subsets.selection.copy()
-            selection.insert(0, "model", role)
+            selection.insert(0, "model", label)
             selections.append(selection)
             if not subsets.names:
-                ctx.log.warning("%s: no attribute passes the selection rule", role)
+                ctx.log.warning("%s: no attribute passes the selection rule", label)
                 continue
             spaces = _spaces(role_samples)
-            for space, codes in ctx.progress(list(spaces.items()), desc=f"DCI {role}"):
+            for space, codes in ctx.progress(list(spaces.items()), desc=f"DCI {label}"):
                 dci = dci_per_attribute_subsets(codes, subsets, n_jobs=cfg.n_jobs, random_state=ctx.seed)
                 mig = mig_per_attribute_subsets(codes, subsets, n_bins=cfg.mig_bins)
                 sap = sap_per_attribute_subsets(codes, subsets)
-                rows.append({"model": role, "space": space, "dims": codes.shape[1], "D": dci.disentanglement,
+                rows.append({"model": label, "space": space, "dims": codes.shape[1], "D": dci.disentanglement,
                              "C": dci.completeness, "I": dci.informativeness, "MIG": mig.mig, "SAP": sap.sap})
                 for j, attribute in enumerate(dci.factor_names):
-                    attribute_rows.append({"model": role, "space": space, "attribute": attribute,
+                    attribute_rows.append({"model": label, "space": space, "attribute": attribute,
                                            "test_accuracy": dci.test_accuracy[j], "C": dci.factor_completeness[j],
                                            "MIG": mig.factor_mig[j], "SAP": sap.factor_sap[j]})
-                arrays[f"importance_{role}_{space}"] = dci.importance
+                arrays[f"importance_{label.replace(' ', '_')}_{space}"] = dci.importance
                 if space in ("W", "S"):
-                    figures[f"importance {role} {space}"] = _importance_heatmap(dci, f"{label}: {space}", cfg.heatmap_codes)
-            if cfg.per_layer:
+                    figures[f"importance {label} {space}"] = _importance_heatmap(dci, f"{label}: {space}", cfg.heatmap_codes)
+            if cfg.per_layer and label == role:  # per layer: the primary scores of each model only
                 for layer, codes in role_samples["s"].items():
                     if layer == "input" or codes.shape[1] < 2:
                         continue
                     dci = dci_per_attribute_subsets(np.asarray(codes, np.float32), subsets, n_jobs=cfg.n_jobs,
                                                     random_state=ctx.seed)
-                    layer_rows.append({"model": role, "layer": layer, "dims": codes.shape[1],
+                    layer_rows.append({"model": label, "layer": layer, "dims": codes.shape[1],
                                        "D": dci.disentanglement, "C": dci.completeness, "I": dci.informativeness})
         spaces_table = pd.DataFrame(rows)
         tables = {"spaces": spaces_table, "attributes": pd.DataFrame(attribute_rows),
@@ -102,7 +113,10 @@ class Disentanglement(Analyzer):
             metrics=metrics, tables=tables, figures=figures, arrays=arrays, summary=_reading(spaces_table),
             title="Disentanglement (DCI, MIG, SAP)",
             sections=[Section("Spaces compared", "D, C, I per space; C uses entropy base = dims, so compare C "
-                              "only between spaces of equal size.", tables=["spaces"],
+                              "only between spaces of equal size. The unaligned model's images are scored "
+                              "pseudo-aligned (ws[0] = w_avg) when sampling.pseudo_align_unaligned is on (the "
+                              "default); 'unaligned as generated' is the same samples scored as they come out, "
+                              "rotated and shifted.", tables=["spaces"],
                               figures=[f for f in figures if not f.startswith("importance")]),
                       Section("Per attribute", tables=["attributes", "selection"]),
                       Section("Importance matrices", "GBT feature importances, the codes with the largest total "

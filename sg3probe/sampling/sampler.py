@@ -17,6 +17,8 @@ from sg3probe.scorer import Scorer
 from sg3probe.store import ArraySpec, SampleStore, fill
 
 SCORE_PREFIX = "score__"
+# With pseudo-alignment, the scores of the images as generated (ws[0] kept) are stored too.
+RAW_SCORE_PREFIX = "rawscore__"
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class SamplingSpec:
     transforms: str = "identity"  # "identity", or "random" (unaligned by user transform)
     max_angle: float = 30.0  # degrees, for transforms = "random"
     max_translate: float = 0.12  # fraction of the image, for transforms = "random"
-    pseudo_align: bool = False  # render for the scorer with ws[:, 0] = w_avg
+    pseudo_align: bool = False  # render for the scorer with ws[:, 0] = w_avg (and also as generated)
     s_dtype: str = "float16"
     batch_size: int = 32
     shard_size: int = 500
@@ -68,8 +70,10 @@ class Sampler:
         for space in spec.spaces:
             arrays[space] = ArraySpec(shapes[space], spec.s_dtype if space == "s" else "float32")
         if self.scorer is not None:
-            for attribute in self.scorer.attributes:
-                arrays[SCORE_PREFIX + attribute.name] = ArraySpec((), "float32")
+            prefixes = (SCORE_PREFIX, RAW_SCORE_PREFIX) if spec.pseudo_align else (SCORE_PREFIX,)
+            for prefix in prefixes:
+                for attribute in self.scorer.attributes:
+                    arrays[prefix + attribute.name] = ArraySpec((), "float32")
         return arrays
 
     def metadata(self) -> dict[str, Any]:
@@ -111,12 +115,15 @@ class Sampler:
         if "s" in spec.spaces:
             out["s"] = torch.cat(list(styles.values()), dim=1).cpu().numpy()
         if self.scorer is not None:
-            scored_ws = ws.clone()
+            views = [(SCORE_PREFIX, ws)]
             if spec.pseudo_align:
-                scored_ws[:, 0] = G.w_avg
-            images = G.synthesis(scored_ws, transform=transform.to(G.device))
-            for name, values in self.scorer.score(images).items():
-                out[SCORE_PREFIX + name] = np.asarray(values, dtype=np.float32)
+                aligned_ws = ws.clone()
+                aligned_ws[:, 0] = G.w_avg
+                views = [(SCORE_PREFIX, aligned_ws), (RAW_SCORE_PREFIX, ws)]
+            for prefix, scored_ws in views:
+                images = G.synthesis(scored_ws, transform=transform.to(G.device))
+                for name, values in self.scorer.score(images).items():
+                    out[prefix + name] = np.asarray(values, dtype=np.float32)
         return out
 
 
@@ -144,6 +151,8 @@ class StoreSampleSet:
         for name in self.store.arrays:
             if name.startswith(SCORE_PREFIX):
                 names.add("scores")
+            elif name.startswith(RAW_SCORE_PREFIX):
+                names.add("scores_as_generated")
             elif name != "transform":
                 names.add(name)
         return sorted(names)
@@ -164,8 +173,9 @@ class StoreSampleSet:
             return self.store.seeds
         if name == "transforms":
             return self.store.read("transform")
-        if name == "scores":
-            return {n[len(SCORE_PREFIX):]: self.store.read(n) for n in self.store.arrays if n.startswith(SCORE_PREFIX)}
+        if name in ("scores", "scores_as_generated"):
+            prefix = SCORE_PREFIX if name == "scores" else RAW_SCORE_PREFIX
+            return {n[len(prefix):]: self.store.read(n) for n in self.store.arrays if n.startswith(prefix)}
         if name == "s":
             flat = self.store.read("s").astype(np.float32)
             styles, offset = OrderedDict(), 0

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from sg3probe.cli.main import cli
 from sg3probe.sampling.sampler import SamplingSpec, Sampler, StoreSampleSet, sample_to_store
+from sg3probe.scorer import Attribute
 
 SCORER_PLUGIN = '''
 import numpy as np
@@ -98,3 +99,39 @@ def test_sampler_rows_do_not_depend_on_batching_or_sharding(tmp_path, t64):
     assert list(samples["s"]) == ["input"] + G.synthesis.layer_names
     assert samples["s"]["L0_36_32"].shape == (10, 32)
     assert not np.allclose(samples["transforms"][0], np.eye(3))
+
+
+class _MeanColour:
+    """A scorer of the mean of each colour channel (enough to see which images were scored)."""
+
+    name = "meancolour"
+    attributes = (Attribute("red", "continuous"), Attribute("blue", "continuous"))
+
+    def score(self, images):
+        x = images.detach().float().cpu().numpy()
+        return {"red": x[:, 0].mean(axis=(1, 2)), "blue": x[:, 2].mean(axis=(1, 2))}
+
+
+def test_pseudo_aligned_sampling_keeps_the_scores_as_generated_too(tmp_path, t64):
+    import torch
+
+    G = t64.generator_from_weights()
+    scorer = _MeanColour()
+    store = sample_to_store(tmp_path / "s", G, SamplingSpec(seeds="0-5", spaces=("w",), pseudo_align=True),
+                            scorer, progress=False)
+    samples = StoreSampleSet(store)
+    assert {"scores", "scores_as_generated"} <= set(samples.keys())
+    with torch.no_grad():
+        ws = G.mapping(torch.as_tensor(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in range(6)]),
+                                       dtype=torch.float32))
+        plain = scorer.score(G.synthesis(ws))
+        aligned_ws = ws.clone()
+        aligned_ws[:, 0] = G.w_avg
+        pseudo = scorer.score(G.synthesis(aligned_ws))
+    for name in ("red", "blue"):
+        np.testing.assert_allclose(samples["scores_as_generated"][name], plain[name], atol=1e-5)
+        np.testing.assert_allclose(samples["scores"][name], pseudo[name], atol=1e-5)
+    assert not np.allclose(samples["scores"]["red"], samples["scores_as_generated"]["red"])
+    # Without pseudo-alignment there is only one set of scores.
+    plain_store = sample_to_store(tmp_path / "p", G, SamplingSpec(seeds="0-5", spaces=("w",)), scorer, progress=False)
+    assert "scores_as_generated" not in StoreSampleSet(plain_store).keys()
