@@ -15,9 +15,10 @@ from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
 from sg3probe.editing import parse_strengths
 from sg3probe.errors import ConfigError
 from sg3probe.results import AnalysisResult, Section
+from sg3probe.style_channels import style_statistics
 from sg3probe_stylespace import figures
 from sg3probe_stylespace.gradients import METHODS, read_gradient_maps, style_layout, write_gradient_maps
-from sg3probe_stylespace.localization import (RunningMoments, attribute_relevance, downsample_masks, localize,
+from sg3probe_stylespace.localization import (attribute_relevance, downsample_masks, localize,
                                               overlap_scores, ranked_channels, region_frequency,
                                               select_positives, top_regions)
 
@@ -87,7 +88,7 @@ class _Study:
         G = ctx.generator(role).eval().requires_grad_(False)
         layout = style_layout(G)
         started = time.perf_counter()
-        mean, std, count = _style_statistics(samples["s"], layout.names)
+        mean, std, count = style_statistics(samples["s"], layout.names)
         self._timing(role, "S statistics", started, count)
         self.arrays[f"s_mean_{role}"], self.arrays[f"s_std_{role}"] = mean, std
         needed = cfg.gradient_images + cfg.edit_samples
@@ -242,16 +243,6 @@ class _Study:
         ]
         return AnalysisResult(metrics=self.metrics, tables=tables, figures=figs, arrays=self.arrays,
                               summary=summary, title="StyleSpace: localized channels and edits", sections=sections)
-
-
-def _style_statistics(styles, names, rows_per_chunk: int = 1000):
-    """Streamed per-channel mean and std of the selected S layers (concatenated)."""
-    count = len(styles[names[0]])
-    moments = RunningMoments()
-    for start in range(0, count, rows_per_chunk):
-        stop = min(start + rows_per_chunk, count)
-        moments.update(np.concatenate([np.asarray(styles[n][start:stop], dtype=np.float64) for n in names], axis=1))
-    return moments.mean, moments.std, count
 
 
 def _flat_styles(styles, names) -> np.ndarray:

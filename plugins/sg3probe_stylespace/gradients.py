@@ -18,7 +18,6 @@ chunks already there, so an interrupted computation resumes where it stopped.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -26,41 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sg3probe.style_channels import StyleLayout, style_layout  # noqa: F401 (re-exported)
+
 METHODS = ("auto", "forward", "reverse")
-
-
-@dataclass(frozen=True)
-class StyleLayout:
-    """The style layers a gradient map covers, in G.styles order, and their channel counts."""
-
-    names: tuple[str, ...]
-    sizes: tuple[int, ...]
-
-    @property
-    def channels(self) -> int:
-        return int(sum(self.sizes))
-
-    def offsets(self) -> np.ndarray:
-        """Start of each layer in the flattened channel axis, plus the total at the end."""
-        return np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-
-    def layer_of(self) -> np.ndarray:
-        """[channels] index into `names` of each flattened channel."""
-        return np.repeat(np.arange(len(self.names)), self.sizes)
-
-    def channel_names(self) -> list[str]:
-        """'layer:channel' for each flattened channel."""
-        return [f"{name}:{c}" for name, size in zip(self.names, self.sizes) for c in range(size)]
-
-
-def style_layout(G, include_input: bool = False) -> StyleLayout:
-    """The non-ToRGB style layers of G (and 'input', the Fourier features' pose, on request)."""
-    names, sizes = (["input"], [4]) if include_input else ([], [])
-    for spec in G.architecture.layers:
-        if not spec.is_torgb:
-            names.append(spec.name)
-            sizes.append(int(spec.style_dim))
-    return StyleLayout(tuple(names), tuple(sizes))
 
 
 def pooled_render(G, styles: Mapping[str, torch.Tensor], pool: int, transform=None) -> torch.Tensor:

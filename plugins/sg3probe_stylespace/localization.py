@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sg3probe.style_channels import RunningMoments  # noqa: F401 (re-exported)
+
 
 def downsample_masks(masks: np.ndarray, size: int, num_regions: int) -> np.ndarray:
     """Region masks [N, H, W] -> [N, size, size] by majority vote per block (ties: lower label)."""
@@ -110,36 +112,6 @@ def ranked_channels(localizations: list[Localization], frac: np.ndarray, region:
     chosen.sort(key=lambda c: (len(localizations[c].regions), -localizations[c].share, -frac[c, region],
                                -strength[c, region]))
     return np.asarray(chosen, dtype=np.int64)
-
-
-class RunningMoments:
-    """Per-channel mean and std of rows fed in chunks (Chan et al.'s parallel update, float64)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.mean: np.ndarray | None = None
-        self._m2: np.ndarray | None = None
-
-    def update(self, rows: np.ndarray) -> None:
-        rows = np.asarray(rows, dtype=np.float64)
-        if not len(rows):
-            return
-        mean, m2 = rows.mean(axis=0), ((rows - rows.mean(axis=0)) ** 2).sum(axis=0)
-        if self.mean is None:
-            self.count, self.mean, self._m2 = len(rows), mean, m2
-            return
-        total = self.count + len(rows)
-        delta = mean - self.mean
-        self.mean = self.mean + delta * len(rows) / total
-        self._m2 = self._m2 + m2 + delta ** 2 * self.count * len(rows) / total
-        self.count = total
-
-    @property
-    def std(self) -> np.ndarray:
-        """Population std (ddof 0)."""
-        if self.mean is None:
-            raise ValueError("no rows were added")
-        return np.sqrt(self._m2 / self.count)
 
 
 def select_positives(scores: np.ndarray, count: int = 10, candidates: int = 1000, sign: float = 1.0,
