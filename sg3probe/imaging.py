@@ -44,3 +44,45 @@ def save_png(images: torch.Tensor, paths: list[Path]) -> None:
     """Write each image of [B, C, H, W] to its own PNG file."""
     for pixels, path in zip(to_uint8(images), paths):
         to_pil(pixels).save(path)
+
+
+def write_gif(frames: list[np.ndarray], path: Path, frame_ms: int = 150) -> None:
+    """uint8 frames [H, W, C] -> an endlessly looping animated GIF."""
+    pictures = [to_pil(frame) for frame in frames]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+
+
+def require_video():
+    """The PyAV module, or a one-line ConfigError saying how to install it (call before long work)."""
+    from sg3probe.errors import ConfigError
+
+    try:
+        import av
+    except ImportError:
+        raise ConfigError("writing MP4 needs PyAV, which is not installed; run `pip install av` "
+                          "(or `pip install sg3probe[video]`), or use --gif") from None
+    return av
+
+
+def write_mp4(frames: list[np.ndarray], path: Path, fps: float = 8.0) -> None:
+    """uint8 frames [H, W, C] -> an H.264 MP4 (yuv420p, sizes padded to even with white).
+
+    Needs PyAV (`pip install av`, or the `video` extra: `pip install sg3probe[video]`).
+    """
+    from fractions import Fraction
+
+    av = require_video()
+
+    height, width = frames[0].shape[:2]
+    padded_h, padded_w = height + height % 2, width + width % 2
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = padded_w, padded_h, "yuv420p"
+        stream.options = {"crf": "18"}
+        for frame in frames:
+            rgb = np.full((padded_h, padded_w, 3), 255, np.uint8)
+            rgb[:height, :width] = frame[..., :3] if frame.shape[-1] >= 3 else frame[..., :1]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

@@ -6,6 +6,7 @@ earlier `edit`), or rows of a sample store. Outputs in --outdir:
     grid.png              rows: sources, columns: strengths
     images/<source>_<strength>.png
     edit.gif              with --gif: one frame per strength, there and back
+    edit.mp4              with --mp4: the same frames as an H.264 video (needs PyAV)
     latents.npz           ws [B, num_ws, w_dim] (and styles/<layer> for S edits), transform [B, 3, 3],
                           strength, raw_strength, source, seed: `render_latents` re-renders them
 """
@@ -143,19 +144,22 @@ def _strength_label(value: float) -> str:
 @click.option("--translate", default=None, help="Translation 'TX,TY' in fractions of the image.")
 @click.option("--outdir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--gif", is_flag=True, help="Also write edit.gif, one frame per strength.")
+@click.option("--mp4", is_flag=True, help="Also write edit.mp4, one frame per strength (needs PyAV: pip install av).")
 @click.option("--device", default=None, help="cpu, cuda, mps (default: best available).")
 @click.option("--batch", "batch_size", type=int, default=16, show_default=True)
 def edit(direction, model_source, seeds, latent_paths, store_path, strength_text, raw, layers, truncation_psi,
-         truncation_cutoff, rotate, translate, outdir, gif, device, batch_size):
+         truncation_cutoff, rotate, translate, outdir, gif, mp4, device, batch_size):
     """Edit latents along DIRECTION (.npy, with its .json sidecar if any) at several strengths."""
     from sg3probe.checkpoints import load_model
     from sg3probe.editing import apply_direction, check_direction, load_direction, parse_layers, parse_strengths
-    from sg3probe.imaging import tile, to_pil, to_uint8
+    from sg3probe.imaging import require_video, tile, to_pil, to_uint8, write_gif, write_mp4
     from sg3probe.models.transforms import inverse_transform
 
     given = [bool(latent_paths), store_path is not None, seeds is not None and store_path is None]
     if sum(given) != 1 or (latent_paths and seeds is not None):
         raise ConfigError("give exactly one source: --seeds, --latents or --store (a store takes --seeds too)")
+    if mp4:
+        require_video()  # before any work, so that a missing PyAV costs nothing
     loaded = load_direction(direction)
     strengths = parse_strengths(strength_text)
     raw_strengths = loaded.raw_strengths(strengths, raw)
@@ -209,10 +213,13 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
         for s, value in enumerate(strengths):
             to_pil(pixels[i, s]).save(outdir / "images" / f"{name}_{_strength_label(value)}.png")
     to_pil(tile(pixels.reshape(-1, *pixels.shape[2:]), columns=steps)).save(outdir / "grid.png")
-    if gif:
-        frames = [to_pil(tile(pixels[:, s], columns=count)) for s in range(steps)]
+    if gif or mp4:
+        frames = [tile(pixels[:, s], columns=count) for s in range(steps)]
         frames = frames + frames[-2:0:-1]  # there and back
-        frames[0].save(outdir / "edit.gif", save_all=True, append_images=frames[1:], duration=150, loop=0)
+        if gif:
+            write_gif(frames, outdir / "edit.gif")
+        if mp4:
+            write_mp4(frames, outdir / "edit.mp4")
     unit = "raw units" if raw else "sigmas"
     click.echo(f"wrote {count} x {steps} edits ({strengths[0]:g} to {strengths[-1]:g} {unit}) to {outdir}")
 

@@ -196,6 +196,25 @@ def test_edit_latents_re_render_to_the_written_images(tmp_path, t64, space):
         assert str(latents["render_from"]) == "styles" and torch.equal(ws[0], ws[2])  # S edits keep ws
 
 
+def test_edit_writes_an_mp4_strip(tmp_path, t64):
+    av = pytest.importorskip("av", reason="PyAV (the `video` extra) is not installed: MP4 writing is untested")
+    G = sg3probe.load_generator(t64.pickle_path)
+    Boundary(normal=_unit(np.ones(G.w_dim)), space="w", attribute="ones", projection_std=1.0).save(tmp_path / "d")
+    out = tmp_path / "edit"
+    result = _invoke("edit", tmp_path / "d.npy", "--model", t64.pickle_path, "--seeds", "0-2",
+                     "--strength", "-2:2:5", "--outdir", out, "--mp4")
+    assert result.exit_code == 0, result.output
+    with av.open(str(out / "edit.mp4")) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 5 + 3  # there and back
+    # Frame k is strength k: the three sources side by side (1 px white gaps), H.264-coded.
+    for k, label in [(0, "-2p00"), (4, "+2p00")]:
+        for i in range(3):
+            expected = np.asarray(Image.open(out / "images" / f"seed000{i}_{label}.png").convert("RGB")).astype(int)
+            got = frames[k][1:65, 1 + 65 * i:65 + 65 * i].astype(int)
+            assert np.abs(got - expected).mean() < 8
+
+
 def test_edit_reads_generated_latents_and_sample_stores(tmp_path, t64):
     G = sg3probe.load_generator(t64.pickle_path)
     np.save(tmp_path / "raw.npy", np.ones(G.w_dim, np.float32))  # a bare direction: raw units only
