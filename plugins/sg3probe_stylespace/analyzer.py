@@ -16,6 +16,7 @@ from sg3probe.editing import parse_strengths
 from sg3probe.errors import ConfigError
 from sg3probe.results import AnalysisResult, Section
 from sg3probe.style_channels import style_statistics
+from sg3probe_interfacegan.boundary import train_boundary
 from sg3probe_stylespace import figures
 from sg3probe_stylespace.gradients import METHODS, read_gradient_maps, style_layout, write_gradient_maps
 from sg3probe_stylespace.localization import (attribute_relevance, downsample_masks, localize,
@@ -28,7 +29,7 @@ class StyleSpace(Analyzer):
     description = ("StyleSpace (Wu et al.): per-channel S statistics, channels localized to segmented regions "
                    "by their gradient maps, attribute-specific channels from a few positives, and single-channel "
                    "edits s_c += alpha * sigma_c with the share of pixel change inside the target region.")
-    needs = Needs(spaces={"s", "wplus"}, scores=True, images=True, models="both")
+    needs = Needs(spaces={"s", "w", "wplus"}, scores=True, images=True, models="both")
 
     @dataclass
     class Config:
@@ -47,6 +48,8 @@ class StyleSpace(Analyzer):
         grid_alphas: str = "-20,-10,0,10,20"
         grid_samples: int = 3
         dilation: int = 2  # pixels by which the target region is grown for the locality score
+        w_edit_sigmas: float = 3.0  # W-vs-S: each attribute's W boundary edit, +- this many projection stds
+        w_edit_ratio: float = 0.3  # ... boundaries fit on the top / bottom share of the other samples
         positives: int = 10  # attribute-specific channels: positives per attribute
         candidates: int = 100  # ... drawn from this many most extreme samples
         batch_size: int = 16
@@ -72,7 +75,8 @@ class StyleSpace(Analyzer):
 class _Study:
     def __init__(self, ctx: AnalysisContext, cfg) -> None:
         self.ctx, self.cfg = ctx, cfg
-        self.tables: dict[str, list[dict]] = {k: [] for k in ("channels", "locality", "attributes", "timings")}
+        self.tables: dict[str, list[dict]] = {k: [] for k in ("channels", "locality", "w_vs_s", "attributes",
+                                                              "timings")}
         self.heatmaps: dict[str, pd.DataFrame] = {}
         self.figures: dict = {}
         self.arrays: dict[str, np.ndarray] = {}
@@ -97,6 +101,7 @@ class _Study:
                               "sample more seeds or lower them")
         transforms = np.asarray(samples["transforms"], dtype=np.float32) if "transforms" in samples else None
         wplus = samples["wplus"]
+        self._samples = samples
         region_names, result = None, {}
         if role in cfg.gradient_roles:
             started = time.perf_counter()
@@ -192,7 +197,57 @@ class _Study:
             self.figures[f"edit {region_name} ({role})"] = figures.edit_grid(
                 torch.stack(grid, dim=1), alphas, f"{region_name}: {edit[0]}:{edit[1]}  locality {locality:.2f}")
         self._timing(role, "edits", started, len(held))
+        self._w_versus_s(role, G, held, transforms, originals, masks, region_names)
         return chosen
+
+    def _w_versus_s(self, role, G, held, transforms, originals, masks, region_names) -> None:
+        """The paper's comparison: locality of the best W (InterFaceGAN) edit of any attribute in a
+        region versus the best single S channel there, on the same held-out samples."""
+        cfg, samples = self.cfg, self._samples
+        if "scores" not in samples:
+            return
+        started = time.perf_counter()
+        w = np.asarray(samples["w"], dtype=np.float64)
+        train = np.setdiff1d(np.arange(len(w)), np.arange(cfg.gradient_images + cfg.edit_samples))
+        inside = [_dilate(masks == r, cfg.dilation) for r in range(len(region_names))]
+        best: dict[str, tuple[float, str]] = {}
+        for attribute in self.ctx.scorer.attributes:
+            values = np.asarray(samples["scores"][attribute.name], dtype=np.float64)[train]
+            try:
+                boundary = train_boundary(w[train], values, cfg.w_edit_ratio, random_state=self.ctx.seed)
+            except ValueError:
+                continue  # too few samples on a side
+            shares = np.full((2, len(region_names)), np.nan)
+            for k, sign in enumerate((-1.0, 1.0)):
+                step = sign * cfg.w_edit_sigmas * boundary.projection_std * boundary.normal
+                edited = _render(G, self._wplus_plus(held, step), np.arange(len(held)),
+                                 None if transforms is None else transforms[held], None, cfg.batch_size)
+                change = (edited - originals).abs().mean(dim=1)
+                for r, region_mask in enumerate(inside):
+                    has = region_mask.flatten(1).any(dim=1)
+                    total = change[has].sum()
+                    if total > 0:
+                        shares[k, r] = float((change * region_mask)[has].sum() / total)
+            for r, region_name in enumerate(region_names):
+                if np.all(np.isnan(shares[:, r])):
+                    continue
+                locality = float(np.nanmean(shares[:, r]))
+                if locality > best.get(region_name, (-1.0, ""))[0]:
+                    best[region_name] = (locality, attribute.name)
+        for row in self.tables["locality"]:
+            if row["model"] != role or row["region"] not in best:
+                continue
+            w_locality, attribute = best[row["region"]]
+            self.tables["w_vs_s"].append({
+                "model": role, "region": row["region"], "best S channel": row["channel"],
+                "S locality": row["locality"], "best W edit (attribute)": attribute,
+                "W locality": round(w_locality, 3), "S - W": round(row["locality"] - w_locality, 3)})
+        self._timing(role, "W vs S", started, len(held))
+
+    def _wplus_plus(self, rows, step) -> np.ndarray:
+        """The W+ codes of sample rows with a W step added to every row of each."""
+        wplus = np.asarray(self._samples["wplus"][rows], dtype=np.float32)
+        return wplus + step.astype(np.float32)[None, None, :]
 
     def _attributes(self, role, samples, mean, std, layout) -> None:
         cfg = self.cfg
@@ -227,6 +282,11 @@ class _Study:
                 parts = ", ".join(f"{r} {v:.2f}" for r, v in values["locality"].items())
                 lines.append(f"{role}: {values['localized_channels']} of {values['channels']} channels localized; "
                              f"locality of the top channel per region: {parts}.")
+        for role, group in pd.DataFrame(self.tables["w_vs_s"]).groupby("model", sort=False) if self.tables["w_vs_s"] else []:
+            wins = int((group["S - W"] > 0).sum())
+            self.metrics.setdefault(role, {})["regions_s_more_local_than_w"] = wins
+            lines.append(f"{role}: the best single S channel is more local than the best W edit in {wins} of "
+                         f"{len(group)} regions (median S - W locality {group['S - W'].median():+.2f}).")
         summary = " ".join(lines) or "No gradient maps were computed (gradient_roles is empty)."
         edit_figures = [name for name in figs if name.startswith("edit ")]
         sections = [
@@ -238,6 +298,11 @@ class _Study:
             Section("Single-channel edits", f"s_c += alpha * sigma_c; locality = share of mean |pixel change| inside "
                     f"the region dilated by {self.cfg.dilation} px over {self.cfg.edit_samples} held-out samples.",
                     tables=["locality"] if "locality" in tables else [], figures=edit_figures),
+            Section("W versus S", f"The paper's finding: single S channels edit a region more locally than W "
+                    f"directions. For each region, the best single S channel's locality (above) beside the most "
+                    f"local of the attributes' InterFaceGAN W edits (+-{self.cfg.w_edit_sigmas:g} projection stds, "
+                    "applied to every W+ row), on the same held-out samples.",
+                    tables=["w_vs_s"] if "w_vs_s" in tables else []),
             Section("Attribute-specific channels", f"relevance |mean| / std of normalised S over "
                     f"{self.cfg.positives} positives.", tables=["attributes"] if "attributes" in tables else []),
         ]

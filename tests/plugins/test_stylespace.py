@@ -196,7 +196,7 @@ def test_analyzer_runs_end_to_end_and_resumes(tiny, tmp_path):
     with torch.no_grad():
         styles = tiny.styles(ws)
         scores = HalvesScorer().score(tiny.synthesis(ws))
-    samples = InMemorySampleSet({"seeds": np.arange(count), "wplus": ws.numpy(),
+    samples = InMemorySampleSet({"seeds": np.arange(count), "wplus": ws.numpy(), "w": ws[:, 0].numpy(),
                                  "s": {k: v.numpy() for k, v in styles.items()}, "scores": scores})
     cfg = StyleSpace.make_config({"gradient_images": 4, "pool": 8, "edit_samples": 6, "grid_samples": 2,
                                   "positives": 4, "candidates": 10, "images_per_chunk": 2})
@@ -209,6 +209,10 @@ def test_analyzer_runs_end_to_end_and_resumes(tiny, tmp_path):
     assert result.tables["localized channels per layer (aligned)"].shape == (4, 3)
     assert "layer x region (aligned)" in result.figures and "edit left (aligned)" in result.figures
     assert set(result.tables["attributes"]["direction"]) == {"high", "low"}
+    w_vs_s = result.tables["w_vs_s"]  # the brightness boundary's W edit against each region's best channel
+    assert set(w_vs_s["region"]) == {"left", "top_right", "bottom_right"}
+    assert w_vs_s["W locality"].between(0, 1).all() and (w_vs_s["best W edit (attribute)"] == "bright").all()
+    np.testing.assert_allclose(w_vs_s["S - W"], w_vs_s["S locality"] - w_vs_s["W locality"], atol=2e-3)
     assert result.arrays["s_std_aligned"].shape == (28,)
     files = sorted((tmp_path / "aligned" / "gradient_maps").glob("maps_*.npy"))
     assert len(files) == 2
