@@ -228,12 +228,14 @@ def weights_metadata(config: TrainingConfig, step: int, images_seen: int, second
 def train(config: TrainingConfig, workdir: str | Path, steps: int, *, out: str | Path | None = None,
           resume: bool = False, init_from: str | Path | None = None, device: str | None = None,
           checkpoint_seconds: float = 300.0, log_every: int = 20, log: TextIO | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainingResult:
+          should_stop: Callable[[], bool] | None = None, lr: float | None = None) -> TrainingResult:
     """Train until `steps` total steps (or `should_stop()`), checkpointing every few minutes.
 
     workdir: training state (resumable); out: shipped G_ema weights (default workdir/generator.pt).
     resume: continue from workdir/state.pt if it exists. init_from: a generator checkpoint with
     the same config whose weights start a fresh run (e.g. unaligned from aligned).
+    lr: a new learning rate from this step on (a step of the schedule; `config.lr` is the initial
+    one); the changes are kept in the state and the weights' metadata as `lr_changes`.
     """
     log = log or sys.stderr
     workdir = Path(workdir)
@@ -247,7 +249,7 @@ def train(config: TrainingConfig, workdir: str | Path, steps: int, *, out: str |
         torch.manual_seed(config.seed)
         generator = Generator(config.generator_config()).train().requires_grad_(True)
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=1e-8)
-    step, images_seen, seconds, history = 0, 0, 0.0, []
+    step, images_seen, seconds, history, lr_changes = 0, 0, 0.0, [], []
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
 
     if state_path.exists() and not resume:
@@ -265,6 +267,7 @@ def train(config: TrainingConfig, workdir: str | Path, steps: int, *, out: str |
         generator_ema.load_state_dict(state["generator_ema"])
         optimizer.load_state_dict(state["optimizer"])
         step, images_seen, seconds, history = state["step"], state["images_seen"], state["seconds"], state["history"]
+        lr_changes = list(state.get("lr_changes", []))
         print(f"resumed {config.variant} from {state_path} at step {step} ({images_seen} images)", file=log, flush=True)
     elif init_from is not None:
         source, _ = load_native(init_from)
@@ -279,6 +282,13 @@ def train(config: TrainingConfig, workdir: str | Path, steps: int, *, out: str |
         _calibrate_input_gains(generator, config)
         generator_ema.load_state_dict(generator.state_dict())
 
+    current_lr = optimizer.param_groups[0]["lr"]
+    if lr is not None and lr != current_lr:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        lr_changes.append({"step": step, "lr": lr})
+        print(f"learning rate {current_lr:g} -> {lr:g} from step {step}", file=log, flush=True)
+
     generator.to(device)
     generator_ema.to(device)
 
@@ -288,9 +298,11 @@ def train(config: TrainingConfig, workdir: str | Path, steps: int, *, out: str |
             "format": STATE_FORMAT, "training_config": dataclasses.asdict(config), "step": step,
             "images_seen": images_seen, "seconds": seconds, "history": history,
             "generator": cpu(generator.state_dict()), "generator_ema": cpu(generator_ema.state_dict()),
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer.state_dict(), "lr_changes": lr_changes,
         }, state_path)
-        save_generator(generator_ema, out, metadata=weights_metadata(config, step, images_seen, seconds, loss))
+        metadata = weights_metadata(config, step, images_seen, seconds, loss)
+        metadata[METADATA_KEY]["lr_changes"] = lr_changes
+        save_generator(generator_ema, out, metadata=metadata)
         _write_history(history, workdir / HISTORY_FILE)
         print(f"checkpoint: step {step} -> {out}", file=log, flush=True)
 

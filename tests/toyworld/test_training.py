@@ -118,6 +118,19 @@ def test_refuses_to_overwrite_or_resume_with_other_settings(tmp_path):
         train(dataclasses.replace(config, lr=0.02), tmp_path / "run", steps=2, resume=True, log=_Sink())
 
 
+def test_a_new_learning_rate_on_resume_is_applied_and_recorded(tmp_path):
+    config = TrainingConfig(**TINY)
+    train(config, tmp_path / "run", steps=2, log=_Sink())
+    result = train(config, tmp_path / "run", steps=3, resume=True, lr=config.lr / 10, log=_Sink())
+    state = torch.load(result.state_path, weights_only=True)
+    assert state["lr_changes"] == [{"step": 2, "lr": config.lr / 10}]
+    assert all(group["lr"] == config.lr / 10 for group in state["optimizer"]["param_groups"])
+    metadata = load_model(result.weights_path).metadata["toyworld"]
+    assert metadata["lr_changes"] == [{"step": 2, "lr": config.lr / 10}]
+    train(config, tmp_path / "run", steps=4, resume=True, log=_Sink())  # no --lr: the lowered one stays
+    assert torch.load(result.state_path, weights_only=True)["lr_changes"] == [{"step": 2, "lr": config.lr / 10}]
+
+
 def test_config_rejects_unknown_variant():
     with pytest.raises(ValueError, match="aligned, unaligned"):
         TrainingConfig(variant="sideways")
