@@ -15,6 +15,11 @@ differentiable torch methods so that a latent mapper can be trained through it:
 
 `embed_image` / `embed_text` (the numpy capabilities of every scorer) come for free. A text-image
 model has no attributes of its own unless it declares some; `score` returns an empty dict then.
+
+`identity()` names the model and its weights (e.g. "toyclip sha256:1f2e..."), for keys of caches
+of embeddings or of anything computed with them; override it to include a hash of the weights.
+The built-in models: `toyclip` (plugins/sg3probe_toyworld, trained on toy renders) and `openclip`
+(sg3probe.textimage_openclip, any open_clip model from a local checkpoint file).
 """
 from __future__ import annotations
 
@@ -47,6 +52,11 @@ class TextImageScorer(Scorer):
         """Unit-norm embeddings [N, D] of texts."""
         raise NotImplementedError(f"{type(self).__name__}.encode_text")
 
+    def identity(self) -> str:
+        """What the embeddings depend on, as a cache key: the name, plus the weights' sha256 where
+        a subclass knows it (the default is the name alone)."""
+        return self.name
+
     def score(self, images: "torch.Tensor") -> dict[str, np.ndarray]:
         return {}
 
@@ -61,6 +71,24 @@ class TextImageScorer(Scorer):
 
         with torch.no_grad():
             return self.encode_text(list(texts)).float().cpu().numpy()
+
+
+def square_resize(images: "torch.Tensor", size: int) -> "torch.Tensor":
+    """Images [B, C, H, W] -> [B, C, size, size]: centre-cropped to a square, then resized
+    bilinearly (antialiased when shrinking); differentiable, and a no-op at the right size."""
+    from torch.nn import functional as F
+
+    if images.ndim != 4:
+        raise ValueError(f"images must be [B, C, H, W]; got {list(images.shape)}")
+    height, width = images.shape[-2:]
+    side = min(height, width)
+    if height != width:
+        top, left = (height - side) // 2, (width - side) // 2
+        images = images[..., top:top + side, left:left + side]
+    if side == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=side > size)
 
 
 def is_text_image_model(scorer: type | Scorer) -> bool:

@@ -1,9 +1,10 @@
-"""The toy world plugin: the `toyfaces` scorer and the `toyfaces-aligned` / `toyfaces-unaligned`
-generators of the model zoo, all trained on the procedural faces of `sg3probe.toyworld`.
+"""The toy world plugin: the `toyfaces` scorer, the `toyclip` text-image model and the
+`toyfaces-aligned` / `toyfaces-unaligned` generators of the model zoo, all trained on the
+procedural faces of `sg3probe.toyworld`.
 
 The weights live in `weights/` inside this package (shipped in the wheel as package data):
-`scorers.pt` (written by `sg3probe toy train-scorers`) and one generator file per model
-(written by `sg3probe toy train`).
+`scorers.pt` (written by `sg3probe toy train-scorers`), `toyclip.pt` (written by
+`sg3probe toy train-textimage`) and one generator file per model (written by `sg3probe toy train`).
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from typing import Any
 import sg3probe
 from sg3probe.hookspecs import ModelEntry
 from sg3probe.scorer import Attribute, Scorer, Segmentation
+from sg3probe.textimage import TextImageScorer, square_resize
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SCORER_WEIGHTS = WEIGHTS_DIR / "scorers.pt"
+TOYCLIP_WEIGHTS = WEIGHTS_DIR / "toyclip.pt"
 
 # name -> (file in WEIGHTS_DIR, description)
 MODELS = {
@@ -72,6 +75,43 @@ class ToyFacesScorer(Scorer):
         return {"angle_deg": pose[:, 0], "tx": pose[:, 1], "ty": pose[:, 2]}
 
 
+class ToyClipScorer(TextImageScorer):
+    """The toy text-image model: toy faces and captions of their attributes in one 64-d space."""
+
+    name = "toyclip"
+    description = ("the toy world's text-image model: a small CLIP trained on toy renders and "
+                   "captions of their attributes (\"a smiling face with blond hair and glasses\")")
+    embedding_dim = 64
+    image_size = 64
+
+    def __init__(self, device: Any = "cpu", weights: str | Path | None = None) -> None:
+        super().__init__(device)
+        from sg3probe.toyworld.textimage import load_toyclip
+
+        self.weights = Path(weights) if weights is not None else TOYCLIP_WEIGHTS
+        self.net = load_toyclip(self.weights, device)
+        self.embedding_dim = self.net.embedding_dim
+
+    def preprocess(self, images):
+        """Images [B, 3, H, W] in [-1, 1] -> [B, 3, 64, 64] on the model's device; differentiable."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"toyclip reads RGB images [B, 3, H, W]; got {list(images.shape)}")
+        return square_resize(images, self.image_size).to(self.net.word_embedding.weight.device,
+                                                          dtype=self.net.word_embedding.weight.dtype)
+
+    def encode_image(self, images):
+        """Unit-norm embeddings [B, 64] of images [B, 3, H, W] in [-1, 1]; differentiable."""
+        return self.net.encode_image(self.preprocess(images))
+
+    def encode_text(self, texts):
+        """Unit-norm embeddings [N, 64] of texts (words outside the captions' vocabulary are unknown)."""
+        return self.net.encode_text(list(texts))
+
+    def identity(self) -> str:
+        stat = self.weights.stat()
+        return f"{self.name} sha256:{_sha256(str(self.weights), stat.st_size, stat.st_mtime_ns)}"
+
+
 @functools.lru_cache(maxsize=None)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     # Keyed by size and mtime so that a retrained file is hashed again.
@@ -97,6 +137,7 @@ def model_entry(name: str) -> ModelEntry:
 @sg3probe.hookimpl
 def register_scorers(register):
     register(ToyFacesScorer)
+    register(ToyClipScorer)
 
 
 @sg3probe.hookimpl
