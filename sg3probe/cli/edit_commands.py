@@ -1,5 +1,10 @@
 """`sg3probe edit`: move latents along a direction file and write the images and the edited latents.
 
+With --text (instead of a direction file) the direction is a StyleCLIP global direction in S, computed
+for the text against --neutral with the text-image model --text-model (the channel directions are
+cached, so only the first edit of a model pays for them) and saved as direction.npy/.json in --outdir;
+the strengths are --alpha values (s' = s + alpha * delta_s).
+
 Sources: seeds (through the mapping), latent files from `sg3probe generate --save-latents` (or an
 earlier `edit`), or rows of a sample store. Outputs in --outdir:
 
@@ -121,12 +126,40 @@ def render_latents(G, path: str | Path) -> torch.Tensor:
         return G.synthesis(torch.as_tensor(data["ws"], device=G.device), transform=transform)
 
 
+def _text_direction(G, model, text, neutral, beta, text_model, probe_seeds, cache_dir, plugins_dir, outdir):
+    """The StyleCLIP global direction of `text` for this model (cached channel directions), saved in outdir."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from sg3probe.plugin_manager import get_plugin_manager
+
+    try:
+        from sg3probe_styleclip.analyzer import load_text_model
+        from sg3probe_styleclip.global_directions import ProbeSettings, save_direction, text_edit_direction
+    except ImportError as error:
+        raise ConfigError(f"--text needs the styleclip plugin (sg3probe_styleclip), which did not import: {error}") from None
+    if plugins_dir:
+        get_plugin_manager(plugins_dir)
+    clip = load_text_model(text_model, str(G.device))
+
+    def progress(iterable=None, **kwargs):
+        return tqdm(iterable, file=sys.stderr, disable=not sys.stderr.isatty(), **kwargs)
+
+    loaded = text_edit_direction(G, clip, text, neutral, beta=beta, settings=ProbeSettings(probe_seeds=probe_seeds),
+                                 cache_dir=cache_dir, model_sha256=model.sha256, progress=progress)
+    save_direction(loaded, outdir / "direction.npy")
+    click.echo(f"global direction for {text!r} against {neutral!r}: {loaded.metadata['channels']} S channels "
+               f"(beta {beta:g}); channel directions cached in {loaded.metadata['cache']}", err=True)
+    return loaded
+
+
 def _strength_label(value: float) -> str:
     return f"{value:+.2f}".replace(".", "p")
 
 
 @click.command()
-@click.argument("direction", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("direction", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
 @click.option("--model", "model_source", default=DEFAULT_MODEL, show_default=True,
               help="NVIDIA .pkl, sg3probe checkpoint, or zoo name.")
 @click.option("--seeds", default=None, help="Seeds to edit (with a store: which of its seeds; default its first 8).")
@@ -147,9 +180,23 @@ def _strength_label(value: float) -> str:
 @click.option("--mp4", is_flag=True, help="Also write edit.mp4, one frame per strength (needs PyAV: pip install av).")
 @click.option("--device", default=None, help="cpu, cuda, mps (default: best available).")
 @click.option("--batch", "batch_size", type=int, default=16, show_default=True)
+@click.option("--text", default=None, help="Edit towards this text (a StyleCLIP global direction) instead of DIRECTION.")
+@click.option("--neutral", default="a face", show_default=True, help="With --text: the text it is compared with.")
+@click.option("--beta", type=float, default=0.13, show_default=True,
+              help="With --text: channels with |relevance| below this are left alone.")
+@click.option("--alpha", "alpha_text", default="0,4", show_default=True,
+              help="With --text: edit strengths, e.g. 4 or -4:4:5 (replaces --strength).")
+@click.option("--text-model", default="toyclip", show_default=True, help="With --text: a text-image scorer.")
+@click.option("--probe-seeds", default="0-15", show_default=True,
+              help="With --text: images each S channel is probed on (part of the cache key).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --text: where channel directions are cached (default ~/.cache/sg3probe).")
+@click.option("--plugins-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Also load the plugin files in this folder (e.g. a text-image model).")
 def edit(direction, model_source, seeds, latent_paths, store_path, strength_text, raw, layers, truncation_psi,
-         truncation_cutoff, rotate, translate, outdir, gif, mp4, device, batch_size):
-    """Edit latents along DIRECTION (.npy, with its .json sidecar if any) at several strengths."""
+         truncation_cutoff, rotate, translate, outdir, gif, mp4, device, batch_size, text, neutral, beta, alpha_text,
+         text_model, probe_seeds, cache_dir, plugins_dir):
+    """Edit latents along DIRECTION (.npy, with its .json sidecar if any), or towards --text, at several strengths."""
     from sg3probe.checkpoints import load_model
     from sg3probe.editing import apply_direction, check_direction, load_direction, parse_layers, parse_strengths
     from sg3probe.imaging import require_video, tile, to_pil, to_uint8, write_gif, write_mp4
@@ -158,13 +205,22 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
     given = [bool(latent_paths), store_path is not None, seeds is not None and store_path is None]
     if sum(given) != 1 or (latent_paths and seeds is not None):
         raise ConfigError("give exactly one source: --seeds, --latents or --store (a store takes --seeds too)")
+    if (direction is None) == (text is None):
+        raise ConfigError("give a DIRECTION file or --text \"...\" (exactly one of them)")
     if mp4:
         require_video()  # before any work, so that a missing PyAV costs nothing
-    loaded = load_direction(direction)
-    strengths = parse_strengths(strength_text)
-    raw_strengths = loaded.raw_strengths(strengths, raw)
+    if text is None:
+        loaded = load_direction(direction)
+        strengths = parse_strengths(strength_text)
+        raw_strengths = loaded.raw_strengths(strengths, raw)
+    else:
+        strengths = raw_strengths = parse_strengths(alpha_text)
+        raw = True  # alpha multiplies delta_s as it is
     model = load_model(model_source, device)
     G = model.generator
+    if text is not None:
+        loaded = _text_direction(G, model, text, neutral, beta, text_model, probe_seeds, cache_dir, plugins_dir, outdir)
+        direction = outdir / "direction.npy"
     check_direction(loaded, G)
     boundary_sha = loaded.metadata.get("model_sha256", "")
     if boundary_sha and boundary_sha != model.sha256:
@@ -220,7 +276,7 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
             write_gif(frames, outdir / "edit.gif")
         if mp4:
             write_mp4(frames, outdir / "edit.mp4")
-    unit = "raw units" if raw else "sigmas"
+    unit = "alpha" if text is not None else "raw units" if raw else "sigmas"
     click.echo(f"wrote {count} x {steps} edits ({strengths[0]:g} to {strengths[-1]:g} {unit}) to {outdir}")
 
 

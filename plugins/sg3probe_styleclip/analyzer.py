@@ -1,0 +1,370 @@
+"""The `styleclip` analyzer: text-driven edits by global directions in S and latent mappers in W+,
+measured with the text-image model and the attribute scorer (spec: analyses.md section 4)."""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
+from sg3probe.editing import edit_styles, parse_strengths
+from sg3probe.errors import ConfigError
+from sg3probe.results import AnalysisResult, Section
+from sg3probe.store.seeds import parse_seeds
+from sg3probe.textimage import TextImageScorer, is_text_image_model
+from sg3probe_styleclip import figures
+from sg3probe_styleclip.evaluation import HeldOut, side_effects, similarity_gain, target_rates
+from sg3probe_styleclip.global_directions import (DEFAULT_ALPHA, DEFAULT_BETA, ChannelDirections, ProbeSettings,
+                                                  channel_directions, prompt_embedding, text_direction)
+from sg3probe_styleclip.identity import IDENTITY_NAMES, identity_extractor
+from sg3probe_styleclip.mapper import GROUPS, MapperSettings, train_mapper
+from sg3probe_styleclip.prompts import NEUTRAL, TOY_PROMPTS, TOY_TEMPLATES, Target, parse_target
+
+METHODS = ("global", "mapper")
+
+
+def load_text_model(name: str, device: str = "cpu") -> TextImageScorer:
+    """The text-image model registered as scorer `name`; a ConfigError if there is none or it is not one."""
+    from sg3probe.plugin_manager import get_plugin_manager
+
+    scorer_class = get_plugin_manager().get_scorer(name)
+    if not is_text_image_model(scorer_class):
+        raise ConfigError(f"scorer {name!r} is not a text-image model (it cannot encode text); give one such as "
+                          "'toyclip' (see `sg3probe scorers`)")
+    return scorer_class(device=device)
+
+
+class StyleCLIP(Analyzer):
+    name = "styleclip"
+    description = ("StyleCLIP (Patashnik, Wu et al.): text-driven edits by global directions in S (channel "
+                   "relevance to a text direction, beta threshold, alpha strength) and by latent mappers in W+; "
+                   "target achieved and side effects by the attribute scorer, similarity gain by the text-image "
+                   "model; aligned and unaligned models, and a beta x alpha sweep.")
+    needs = Needs(spaces={"wplus"}, scores=True, images=True, models="both")
+
+    @dataclass
+    class Config:
+        prompts: dict[str, str] = field(default_factory=lambda: dict(TOY_PROMPTS))  # prompt -> target
+        neutral: str = NEUTRAL
+        templates: list[str] = field(default_factory=lambda: list(TOY_TEMPLATES))  # '{}' = the prompt
+        text_model: str = "toyclip"  # a text-image scorer (`sg3probe scorers`)
+        methods: list[str] = field(default_factory=lambda: list(METHODS))
+        beta: float = DEFAULT_BETA
+        alpha: float = DEFAULT_ALPHA
+        # global-direction preprocessing (cached; see global_directions.ProbeSettings)
+        probe_seeds: str = "0-15"
+        probe_psi: float = 0.7
+        stats_seeds: str = "0-9999"
+        stats_psi: float = 0.7
+        stats_cutoff: int | None = 8
+        k: float = 5.0
+        include_input: bool = False
+        channels_per_chunk: int = 64
+        cache_dir: str = ""  # "" = the user cache ($SG3PROBE_CACHE_DIR or ~/.cache/sg3probe)
+        # latent mapper
+        mapper_roles: list[str] = field(default_factory=lambda: ["aligned"])
+        mapper_prompts: list[str] = field(default_factory=list)  # [] = every prompt
+        mapper_steps: int = 300
+        mapper_batch: int = 4
+        mapper_learning_rate: float = 0.5
+        lambda_clip: float = 1.0
+        lambda_l2: float = 0.3
+        lambda_id: float = 0.06
+        mapper_groups: list[str] = field(default_factory=lambda: list(GROUPS))
+        mapper_latents: int = 1000  # training latents (run samples outside the held-out ones)
+        identity: str = "toyfaces"  # identity features: toyfaces, pixels or none
+        # evaluation
+        eval_samples: int = 64  # held-out samples (the last seeds of the run, never probed or trained on)
+        change_std: float = 1.0  # a continuous side effect counts from this many natural stds
+        correlation_threshold: float = 0.2  # |r| from which another attribute counts as correlated
+        grid_samples: int = 3
+        sweep_betas: str = "0.08,0.13,0.18"
+        sweep_alphas: str = "2,4,6"
+        sweep_samples: int = 24
+        sweep_roles: list[str] = field(default_factory=lambda: ["aligned"])
+        batch_size: int = 32
+
+        def __post_init__(self) -> None:
+            unknown = sorted(set(self.methods) - set(METHODS))
+            if unknown or not self.methods:
+                raise ValueError(f"methods {self.methods}: choose one or more of {', '.join(METHODS)}")
+            if not self.prompts:
+                raise ValueError("prompts is empty: give at least one prompt (prompt = \"attribute+\")")
+            unknown = sorted(set(self.mapper_prompts) - set(self.prompts))
+            if unknown:
+                raise ValueError(f"mapper_prompts {unknown} are not among the prompts")
+            if self.identity not in IDENTITY_NAMES:
+                raise ValueError(f"identity must be one of {', '.join(IDENTITY_NAMES)}, got {self.identity!r}")
+            if not self.templates or any("{}" not in t for t in self.templates):
+                raise ValueError("templates must be texts with '{}' where the prompt goes, e.g. [\"{}\"]")
+            if self.eval_samples < 2 or self.grid_samples < 0 or self.sweep_samples < 1:
+                raise ValueError("eval_samples must be >= 2, grid_samples >= 0 and sweep_samples >= 1")
+            if self.beta < 0:
+                raise ValueError(f"beta must be >= 0, got {self.beta}")
+            parse_strengths(self.sweep_betas)
+            parse_strengths(self.sweep_alphas)
+
+        def probe_settings(self) -> ProbeSettings:
+            return ProbeSettings(probe_seeds=self.probe_seeds, probe_psi=self.probe_psi, stats_seeds=self.stats_seeds,
+                                 stats_psi=self.stats_psi, stats_cutoff=self.stats_cutoff, k=self.k,
+                                 include_input=self.include_input, channels_per_chunk=self.channels_per_chunk)
+
+        def mapper_settings(self) -> MapperSettings:
+            return MapperSettings(steps=self.mapper_steps, batch_size=self.mapper_batch,
+                                  learning_rate=self.mapper_learning_rate, lambda_clip=self.lambda_clip,
+                                  lambda_l2=self.lambda_l2, lambda_id=self.lambda_id,
+                                  groups=tuple(self.mapper_groups))
+
+    def __init__(self, text_model: TextImageScorer | None = None) -> None:
+        self.text_model = text_model  # None: load cfg.text_model by name
+
+    def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
+        if ctx.scorer is None:
+            raise ConfigError("the styleclip analyzer needs an attribute scorer to measure edits (--scorer)")
+        cfg.probe_settings().check()
+        cfg.mapper_settings().check()
+        text_model = self.text_model or load_text_model(cfg.text_model, ctx.device)
+        study = _Study(ctx, cfg, text_model)
+        for role, role_samples in samples.items():
+            study.run_role(role, role_samples)
+        return study.result()
+
+
+@dataclass
+class _Prompt:
+    text: str
+    target: Target | None
+    embedding: np.ndarray  # [D] template-averaged, unit
+    direction: np.ndarray  # [D] delta_t
+
+
+class _Study:
+    """The state of one analysis: rows grow model by model, then become the result."""
+
+    def __init__(self, ctx: AnalysisContext, cfg, text_model: TextImageScorer) -> None:
+        self.ctx, self.cfg, self.text_model = ctx, cfg, text_model
+        self.attributes = {a.name: a for a in ctx.scorer.attributes}
+        self.prompts = []
+        for text, target_text in cfg.prompts.items():
+            self.prompts.append(_Prompt(text, parse_target(target_text, self.attributes),
+                                        prompt_embedding(text_model, text, cfg.templates),
+                                        text_direction(text_model, text, cfg.neutral, cfg.templates)))
+        self.rows: dict[str, list[dict]] = {k: [] for k in ("edits", "side effects", "sweep", "channels", "mapper",
+                                                             "timings")}
+        self.grids: dict[str, dict[str, np.ndarray]] = {}  # prompt -> row label -> uint8 [k, H, W, C]
+        self.losses: dict[str, np.ndarray] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.metrics: dict = {"beta": cfg.beta, "alpha": cfg.alpha, "text_model": cfg.text_model,
+                              "neutral": cfg.neutral}
+
+    def _timing(self, role: str, step: str, started: float, renders: int = 0) -> None:
+        self.rows["timings"].append({"model": role, "step": step, "seconds": round(time.perf_counter() - started, 2),
+                                     "renders": renders})
+
+    # ----- one model -----------------------------------------------------------------------------
+    def run_role(self, role: str, samples) -> None:
+        cfg, ctx = self.cfg, self.ctx
+        G = ctx.generator(role).eval().requires_grad_(False)
+        seeds = np.asarray(samples["seeds"])
+        probed = set(parse_seeds(cfg.probe_seeds))
+        usable = np.flatnonzero([int(s) not in probed for s in seeds])
+        if len(usable) < cfg.eval_samples + 1:
+            raise ConfigError(f"styleclip: {len(usable)} samples outside the probe seeds, but eval_samples = "
+                              f"{cfg.eval_samples}; sample more seeds or lower styleclip.eval_samples")
+        held, train = usable[-cfg.eval_samples:], usable[:-cfg.eval_samples][:cfg.mapper_latents]
+        wplus = samples["wplus"]
+        scores = {name: np.asarray(samples["scores"][name], dtype=np.float64) for name in self.attributes}
+        natural_std = {name: float(np.nanstd(values[train])) or 1.0 for name, values in scores.items()}
+        corr = pd.DataFrame({n: v[train] for n, v in scores.items()}).corr()
+        bench = HeldOut(G, ctx.scorer, self.text_model, torch.as_tensor(np.asarray(wplus[held], np.float32)),
+                        batch_size=cfg.batch_size, keep=cfg.grid_samples)
+        started = time.perf_counter()
+        original = bench.original()
+        self._timing(role, "originals", started, len(held))
+        self.arrays[f"held_out_seeds_{role}"] = seeds[held]
+
+        directions = None
+        if "global" in cfg.methods:
+            started = time.perf_counter()
+            directions = channel_directions(G, self.text_model, cfg.probe_settings(),
+                                            cache_dir=cfg.cache_dir or None, model_sha256=_model_sha256(samples),
+                                            batch_size=cfg.batch_size, progress=ctx.progress)
+            self._timing(role, f"channel directions ({directions.computed_chunks} chunks computed, "
+                               f"cache {directions.folder})", started)
+            self.metrics.setdefault("cache", {})[role] = str(directions.folder)
+        mappers = "mapper" in cfg.methods and role in cfg.mapper_roles
+        identity = identity_extractor(cfg.identity, ctx.scorer) if mappers else None
+        train_ws = torch.as_tensor(np.asarray(wplus[np.sort(train)], np.float32), device=G.device) if mappers else None
+
+        for prompt in ctx.progress(self.prompts, desc=f"styleclip prompts ({role})"):
+            grid = self.grids.setdefault(prompt.text, {})
+            grid[f"{role}: original"] = original.pictures
+            measured = {}
+            if directions is not None:
+                started, renders = time.perf_counter(), bench.renders
+                direction = directions.style_direction(prompt.direction, cfg.beta)
+                step = torch.as_tensor(direction.vector, dtype=torch.float32)
+                edited = bench.measure(_s_edit(G, step, cfg.alpha))
+                measured["global (S)"] = edited
+                grid[f"{role}: global α={cfg.alpha:g}"] = edited.pictures
+                self._channels(role, prompt, directions)
+                self._timing(role, f"global: {prompt.text}", started, bench.renders - renders)
+                self.arrays[f"direction_{role}_{_slug(prompt.text)}"] = direction.vector
+                if role in cfg.sweep_roles and prompt.target is not None:
+                    self._sweep(role, prompt, directions, bench, original, natural_std)
+            if mappers and (not cfg.mapper_prompts or prompt.text in cfg.mapper_prompts):
+                started = time.perf_counter()
+                trained = train_mapper(G, self.text_model, prompt.embedding, train_ws, cfg.mapper_settings(),
+                                       Path(ctx.work_dir) / role / "mappers" / _slug(prompt.text), identity=identity,
+                                       progress=ctx.progress, meta={"prompt": prompt.text, "templates": cfg.templates,
+                                                                    "identity": cfg.identity})
+                self._timing(role, f"mapper training: {prompt.text}", started)
+                self.losses[f"{role}: {prompt.text}"] = trained.losses
+                started, renders = time.perf_counter(), bench.renders
+                mapper = trained.mapper
+                edited = bench.measure(lambda ws: G.synthesis(mapper.edit(ws)))
+                measured["mapper (W+)"] = edited
+                grid[f"{role}: mapper"] = edited.pictures
+                self._timing(role, f"mapper edits: {prompt.text}", started, bench.renders - renders)
+                self.rows["mapper"].append({"model": role, "prompt": prompt.text, "steps": len(trained.losses),
+                                            "resumed_from": trained.resumed_from,
+                                            "train_seconds": round(trained.seconds, 1),
+                                            "loss_first": float(trained.losses[:10, 0].mean()),
+                                            "loss_last": float(trained.losses[-10:, 0].mean())})
+            for method, edited in measured.items():
+                self._record(role, prompt, method, original, edited, natural_std, corr)
+
+    def _record(self, role, prompt: _Prompt, method, original, edited, natural_std, corr) -> None:
+        cfg = self.cfg
+        row = {"model": role, "prompt": prompt.text, "method": method,
+               "target": prompt.target.text if prompt.target else "",
+               "similarity_gain": similarity_gain(original.embeddings, edited.embeddings, prompt.embedding)}
+        kinds = {name: a.kind for name, a in self.attributes.items()}
+        target_name = prompt.target.attribute if prompt.target else ""
+        if prompt.target is not None:
+            row.update(target_rates(prompt.target, original.scores[target_name], edited.scores[target_name]))
+        effects = side_effects(target_name, original.scores, edited.scores, kinds, natural_std, cfg.change_std)
+        uncorrelated = {n: r for n, r in effects.items()
+                        if not target_name or abs(corr.loc[target_name, n]) < cfg.correlation_threshold}
+        worst = max(effects, key=effects.get) if effects else ""
+        worst_free = max(uncorrelated, key=uncorrelated.get) if uncorrelated else ""
+        row.update({"worst_side_effect": worst, "worst_side_effect_rate": effects.get(worst, float("nan")),
+                    "worst_uncorrelated": worst_free,
+                    "worst_uncorrelated_rate": uncorrelated.get(worst_free, float("nan")),
+                    "mean_side_effect_rate": float(np.mean(list(effects.values()))) if effects else float("nan")})
+        self.rows["edits"].append(row)
+        for name, rate in effects.items():
+            self.rows["side effects"].append({"model": role, "prompt": prompt.text, "method": method,
+                                              "attribute": name, "change_rate": rate,
+                                              "correlation": float(corr.loc[target_name, name]) if target_name
+                                              else float("nan")})
+        self.metrics.setdefault("edits", {}).setdefault(role, {}).setdefault(prompt.text, {})[method] = {
+            k: row[k] for k in ("similarity_gain", "target_rate", "at_target", "worst_side_effect",
+                                "worst_side_effect_rate", "worst_uncorrelated_rate") if k in row}
+
+    def _channels(self, role, prompt: _Prompt, directions: ChannelDirections) -> None:
+        relevance = directions.relevance(prompt.direction)
+        names = directions.layout.channel_names()
+        kept = np.abs(relevance) >= self.cfg.beta
+        order = np.argsort(-np.abs(np.nan_to_num(relevance)), kind="stable")[:5]
+        self.rows["channels"].append({
+            "model": role, "prompt": prompt.text, "max_abs_relevance": float(np.nanmax(np.abs(relevance))),
+            "channels_kept": int(kept.sum()), "channels": len(relevance),
+            "top_channels": ", ".join(f"{names[c]} ({relevance[c]:+.2f})" for c in order)})
+
+    def _sweep(self, role, prompt: _Prompt, directions: ChannelDirections, bench: HeldOut, original, natural_std):
+        """Target rate and side effects over the beta x alpha grid on the first sweep_samples held-out latents."""
+        cfg = self.cfg
+        count = min(cfg.sweep_samples, len(bench))
+        before = {name: values[:count] for name, values in original.scores.items()}
+        kinds = {name: a.kind for name, a in self.attributes.items()}
+        G = bench.G
+        for beta in parse_strengths(cfg.sweep_betas):
+            direction = directions.style_direction(prompt.direction, float(beta))
+            step = torch.as_tensor(direction.vector, dtype=torch.float32)
+            channels = int(np.count_nonzero(direction.vector))
+            for alpha in parse_strengths(cfg.sweep_alphas):
+                edited = bench.measure(_s_edit(G, step, float(alpha)), count) if channels else None
+                after = edited.scores if edited is not None else before
+                rates = target_rates(prompt.target, before[prompt.target.attribute], after[prompt.target.attribute])
+                effects = side_effects(prompt.target.attribute, before, after, kinds, natural_std, cfg.change_std)
+                self.rows["sweep"].append({"model": role, "prompt": prompt.text, "beta": float(beta),
+                                           "alpha": float(alpha), "channels": channels,
+                                           "target_rate": rates["target_rate"],
+                                           "worst_side_effect_rate": max(effects.values()) if effects else 0.0})
+
+    # ----- the result ----------------------------------------------------------------------------
+    def result(self) -> AnalysisResult:
+        cfg = self.cfg
+        tables = {name: pd.DataFrame(rows) for name, rows in self.rows.items() if rows}
+        figs = {}
+        for prompt, rows in self.grids.items():
+            if len(rows) > 1:
+                figs[f"edits: {prompt}"] = figures.edit_grid(rows, prompt)
+        if "side effects" in tables:
+            figs["side effects"] = figures.side_effect_heatmaps(tables["side effects"])
+        if "edits" in tables and "target_rate" in tables["edits"]:
+            figs["target vs side effects"] = figures.method_comparison(tables["edits"])
+        if "sweep" in tables:
+            figs["beta x alpha"] = figures.sweep_heatmaps(tables["sweep"])
+        if self.losses:
+            figs["mapper losses"] = figures.loss_curves(self.losses)
+        sections = [
+            Section("Edits", f"Each prompt edited at the default settings (global: beta {cfg.beta:g}, alpha "
+                    f"{cfg.alpha:g}; mapper: {cfg.mapper_steps} steps) on {cfg.eval_samples} held-out samples per "
+                    "model. target_rate: share of the samples not at the target decision before the edit that "
+                    "reach it; side effects: share in which another attribute's decision flips (a continuous one "
+                    f"moves by {cfg.change_std:g} natural std); similarity_gain: mean change of the cosine to the "
+                    f"prompt ({cfg.text_model}). global (S) edits S, the mapper edits W+.",
+                    tables=["edits"] if "edits" in tables else [],
+                    figures=[f for f in ("target vs side effects", "side effects") if f in figs]),
+            Section("Edit grids", "Rows: held-out samples of each model, unedited and edited by each method.",
+                    figures=[f for f in figs if f.startswith("edits: ")]),
+            Section("Beta x alpha", "Target rate and the worst side effect of the global direction over the "
+                    f"sweep, on the first {cfg.sweep_samples} held-out samples.",
+                    tables=["sweep"] if "sweep" in tables else [], figures=["beta x alpha"] if "sweep" in tables else []),
+            Section("Channels and mappers", "The most relevant S channels per prompt (relevance R_c = delta_i_c . "
+                    "delta_t) and the mapper training.",
+                    tables=[t for t in ("channels", "mapper") if t in tables],
+                    figures=["mapper losses"] if self.losses else []),
+            Section("Timings", tables=["timings"]),
+        ]
+        return AnalysisResult(metrics=self.metrics, tables=tables, figures=figs, arrays=self.arrays,
+                              summary=_reading(tables.get("edits")), title="StyleCLIP: text-driven edits",
+                              sections=sections)
+
+
+def _s_edit(G, step: torch.Tensor, alpha: float):
+    """The edit s' = s + alpha * step (step over flattened S) as a function of ws."""
+    def edit(ws: torch.Tensor) -> torch.Tensor:
+        return G.synthesis(styles=edit_styles(G.styles(ws), step.to(ws.device), alpha))
+    return edit
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "prompt"
+
+
+def _model_sha256(samples) -> str:
+    store = getattr(samples, "store", None)
+    return (getattr(store, "metadata", None) or {}).get("model_sha256", "")
+
+
+def _reading(edits: pd.DataFrame | None) -> str:
+    if edits is None or edits.empty or "target_rate" not in edits:
+        return "No prompt had a target attribute to measure."
+    parts = []
+    for (model, method), group in edits.groupby(["model", "method"], sort=False):
+        rated = group.dropna(subset=["target_rate"])
+        if rated.empty:
+            continue
+        parts.append(f"{method} on the {model} model: the target decision is reached in "
+                     f"{rated['target_rate'].min():.0%} to {rated['target_rate'].max():.0%} of held-out samples "
+                     f"(median {rated['target_rate'].median():.0%}); the worst side effect per prompt flips "
+                     f"{rated['worst_side_effect_rate'].min():.0%} to {rated['worst_side_effect_rate'].max():.0%}.")
+    return " ".join(parts)

@@ -1,0 +1,250 @@
+"""StyleCLIP latent mapper in W+ (Patashnik, Wu et al. 2021; spec: analyses.md section 4).
+
+A `LevelsMapper` holds one `Mapper` per group of ws rows (coarse, medium, fine; SG3-ed's slices
+[0:5], [5:8], [8:16] for 16 rows, scaled to other row counts); a group can be switched off, and
+then its rows are not edited. The edit is w_hat = w + 0.1 * M(w), and training minimises
+
+    lambda_clip * (1 - cos(E_image(G(w_hat)), t)) + lambda_l2 * MSE(w_hat, w)
+        + lambda_id * (1 - cos(ID(G(w_hat)), ID(G(w))))
+
+over latents of the model, with t the unit text embedding of the target and ID a pluggable
+identity feature extractor (`identity.py`). `train_mapper` saves checkpoints (mapper, optimiser,
+step, random state, loss history) and resumes from the last one.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sg3probe.errors import CheckpointError, ConfigError
+
+GROUPS = ("coarse", "medium", "fine")
+EDIT_SCALE = 0.1  # w_hat = w + 0.1 * M(w)
+CHECKPOINT_FORMAT = "sg3probe-styleclip-mapper"
+
+
+def level_slices(num_ws: int) -> dict[str, slice]:
+    """ws rows of each group: [0:5], [5:8], [8:16] for 16 rows, the same fractions for other counts."""
+    first = max(1, round(5 * num_ws / 16))
+    second = max(first + 1, round(8 * num_ws / 16)) if num_ws > 2 else first
+    second = min(second, num_ws)
+    return {"coarse": slice(0, first), "medium": slice(first, second), "fine": slice(second, num_ws)}
+
+
+class PixelNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) over the last axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-8)
+
+
+class EqualLinear(nn.Module):
+    """A linear layer with an equalised learning rate: weights stored as N(0, 1) / lr_mul and scaled
+    by lr_mul / sqrt(in_features) at run time; bias stored / lr_mul. lr_mul < 1 slows the layer."""
+
+    def __init__(self, in_features: int, out_features: int, lr_mul: float = 1.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.lr_mul = lr_mul
+        self.scale = lr_mul / math.sqrt(in_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, lr_mul={self.lr_mul}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class Mapper(nn.Module):
+    """PixelNorm, then `layers` x (EqualLinear, leaky ReLU 0.2 with gain sqrt 2), width w_dim."""
+
+    def __init__(self, w_dim: int, layers: int = 4, lr_mul: float = 0.01) -> None:
+        super().__init__()
+        self.norm = PixelNorm()
+        self.layers = nn.ModuleList(EqualLinear(w_dim, w_dim, lr_mul) for _ in range(layers))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:  # [..., w_dim]
+        x = self.norm(w)
+        for layer in self.layers:
+            x = F.leaky_relu(layer(x), 0.2) * math.sqrt(2.0)
+        return x
+
+
+class LevelsMapper(nn.Module):
+    """One Mapper per enabled group of ws rows; M(ws) [B, num_ws, w_dim] is zero on disabled rows."""
+
+    def __init__(self, w_dim: int, num_ws: int, groups: tuple[str, ...] = GROUPS, layers: int = 4,
+                 lr_mul: float = 0.01) -> None:
+        super().__init__()
+        unknown = sorted(set(groups) - set(GROUPS))
+        if unknown or not groups:
+            raise ConfigError(f"mapper groups {list(groups)}: choose one or more of {', '.join(GROUPS)}")
+        self.w_dim, self.num_ws = w_dim, num_ws
+        self.slices = {name: part for name, part in level_slices(num_ws).items()
+                       if name in groups and part.stop > part.start}
+        self.mappers = nn.ModuleDict({name: Mapper(w_dim, layers, lr_mul) for name in self.slices})
+
+    def config(self) -> dict:
+        first = next(iter(self.mappers.values()))
+        return {"w_dim": self.w_dim, "num_ws": self.num_ws, "groups": list(self.mappers),
+                "layers": len(first.layers), "lr_mul": first.layers[0].lr_mul}
+
+    def forward(self, ws: torch.Tensor) -> torch.Tensor:  # ws [B, num_ws, w_dim]
+        parts = []
+        for name in GROUPS:
+            part = level_slices(self.num_ws)[name]
+            rows = ws[:, part]
+            parts.append(self.mappers[name](rows) if name in self.mappers else torch.zeros_like(rows))
+        return torch.cat(parts, dim=1)
+
+    def edit(self, ws: torch.Tensor) -> torch.Tensor:
+        """w_hat = w + 0.1 * M(w)."""
+        return ws + EDIT_SCALE * self(ws)
+
+
+# ----- training -----------------------------------------------------------------------------------
+
+@dataclass
+class MapperSettings:
+    """The mapper's training recipe (SG3-ed's loss weights by default)."""
+
+    steps: int = 300
+    batch_size: int = 4
+    learning_rate: float = 0.5  # Adam, on the equalised-lr parameters (StyleCLIP's value)
+    lambda_clip: float = 1.0
+    lambda_l2: float = 0.3
+    lambda_id: float = 0.06
+    groups: tuple[str, ...] = GROUPS
+    checkpoint_every: int = 50  # steps
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ConfigError("mapper steps, batch_size and checkpoint_every must be >= 1")
+
+
+@dataclass
+class TrainedMapper:
+    """A trained mapper and its loss history (one row per step: total, clip, l2, id)."""
+
+    mapper: LevelsMapper
+    losses: np.ndarray  # [steps, 4]
+    seconds: float  # training time of this call (not of resumed earlier calls)
+    resumed_from: int = 0  # the step the last checkpoint held
+    history: dict = field(default_factory=dict)
+
+
+def mapper_loss(G, model, mapper: LevelsMapper, ws: torch.Tensor, target: torch.Tensor, settings: MapperSettings,
+                identity: Callable | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of one batch ws [B, num_ws, w_dim] and its parts [clip, l2, id] (detached)."""
+    edited = mapper.edit(ws)
+    images = G.synthesis(edited)
+    similarity = model.encode_image(images) @ target  # [B]; both unit norm
+    clip = (1 - similarity).mean()
+    l2 = F.mse_loss(edited, ws)
+    id_term = torch.zeros((), device=ws.device)
+    if identity is not None and settings.lambda_id:
+        with torch.no_grad():
+            reference = identity(G.synthesis(ws))
+        id_term = (1 - F.cosine_similarity(identity(images), reference, dim=1)).mean()
+    total = settings.lambda_clip * clip + settings.lambda_l2 * l2 + settings.lambda_id * id_term
+    return total, torch.stack([clip, l2, id_term]).detach()
+
+
+def _checkpoint_path(folder: Path) -> Path:
+    return folder / "mapper.pt"
+
+
+def save_checkpoint(path: Path, mapper: LevelsMapper, optimiser, step: int, losses: list, generator,
+                    meta: dict) -> None:
+    """Write the training state atomically."""
+    payload = {"format": CHECKPOINT_FORMAT, "config": mapper.config(), "state_dict": mapper.state_dict(),
+               "optimiser": optimiser.state_dict(), "step": step,
+               "losses": torch.tensor(np.asarray(losses, np.float32).reshape(-1, 4)),
+               "rng": generator.get_state(), "meta": meta}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def load_mapper(path: str | Path, device="cpu") -> tuple[LevelsMapper, dict]:
+    """A LevelsMapper (eval mode) and the checkpoint's payload from a file written during training."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"mapper checkpoint {path} does not exist")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a StyleCLIP mapper checkpoint")
+    config = payload["config"]
+    mapper = LevelsMapper(config["w_dim"], config["num_ws"], tuple(config["groups"]), config["layers"],
+                          config["lr_mul"])
+    mapper.load_state_dict(payload["state_dict"])
+    return mapper.to(device).eval(), payload
+
+
+def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Tensor, settings: MapperSettings,
+                 folder: str | Path, *, identity: Callable | None = None, progress: Callable | None = None,
+                 meta: dict | None = None, stop_after: int | None = None) -> TrainedMapper:
+    """Train a LevelsMapper towards the unit text embedding `target` [D] on latents [N, num_ws, w_dim].
+
+    Batches are drawn from `latents` with a seeded generator; a checkpoint in `folder` is resumed
+    (with its optimiser and random state) and rewritten every `checkpoint_every` steps and at the end.
+    `stop_after` ends the call after that many steps (for tests of resumption).
+    """
+    settings.check()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
+            **(meta or {})}
+    device = latents.device
+    target = torch.as_tensor(np.asarray(target), dtype=torch.float32, device=device)
+    path = _checkpoint_path(folder)
+    generator = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    mapper = LevelsMapper(G.w_dim, G.num_ws, tuple(settings.groups)).to(device)
+    optimiser = torch.optim.Adam(mapper.parameters(), lr=settings.learning_rate)
+    losses: list = []
+    step = 0
+    if path.exists():
+        previous, payload = load_mapper(path, device)
+        if payload.get("meta") != meta:
+            raise CheckpointError(f"the mapper checkpoint {path} was trained with other settings or for another "
+                                  "prompt or model; delete it to start again")
+        mapper.load_state_dict(previous.state_dict())
+        optimiser.load_state_dict(payload["optimiser"])
+        step, losses = int(payload["step"]), payload["losses"].tolist()
+        generator.set_state(payload["rng"])
+    resumed = step
+    G.requires_grad_(False)
+    mapper.train()
+    started = time.perf_counter()
+    bar = progress(total=settings.steps, initial=step, desc="mapper") if progress else None
+    while step < settings.steps and (stop_after is None or step - resumed < stop_after):
+        index = torch.randint(len(latents), (settings.batch_size,), generator=generator)
+        total, parts = mapper_loss(G, model, mapper, latents[index.to(device)], target, settings, identity)
+        optimiser.zero_grad(set_to_none=True)
+        total.backward()
+        optimiser.step()
+        step += 1
+        losses.append([float(total.detach())] + [float(p) for p in parts])
+        if bar is not None:
+            bar.update(1)
+        if step % settings.checkpoint_every == 0 or step == settings.steps:
+            save_checkpoint(path, mapper, optimiser, step, losses, generator, meta)
+    if bar is not None:
+        bar.close()
+    if step - resumed and step % settings.checkpoint_every and step != settings.steps:
+        save_checkpoint(path, mapper, optimiser, step, losses, generator, meta)
+    mapper.eval()
+    return TrainedMapper(mapper, np.asarray(losses, np.float32).reshape(-1, 4), time.perf_counter() - started,
+                         resumed)
