@@ -53,12 +53,22 @@ class ToyFacesScorer(Scorer):
 
         self.weights = Path(weights) if weights is not None else SCORER_WEIGHTS
         self.predictor = ToyFacesPredictor.from_file(self.weights, device)
+        self._last: tuple = (None, -1, None)  # (images, their version, predictions)
+
+    def _predict(self, images):
+        """One network pass per batch: score, segment and pose of the same unchanged tensor share it."""
+        last_images, version, predictions = self._last
+        if images is not last_images or getattr(images, "_version", None) != version:
+            predictions = self.predictor.predict(images)
+            # Keeping a reference to the tensor keeps its id from being reused by another one.
+            self._last = (images, getattr(images, "_version", None), predictions)
+        return predictions
 
     def score(self, images) -> dict:
         """Binary logits (decided at 0) and continuous values, each [B]."""
         from sg3probe.toyworld.scorers import BINARY, CONTINUOUS
 
-        predictions = self.predictor.predict(images)
+        predictions = self._predict(images)
         scores = {name: predictions.binary_logits[:, i].numpy() for i, name in enumerate(BINARY)}
         scores.update({name: predictions.continuous[:, i].numpy() for i, name in enumerate(CONTINUOUS)})
         return scores
@@ -67,11 +77,11 @@ class ToyFacesScorer(Scorer):
         """Region ids [B, H, W] over `sg3probe.toyworld.render.REGIONS`."""
         from sg3probe.toyworld.render import REGIONS
 
-        return Segmentation(self.predictor.predict(images).masks.numpy(), REGIONS)
+        return Segmentation(self._predict(images).masks.numpy(), REGIONS)
 
     def pose(self, images) -> dict:
         """angle_deg (counter-clockwise), tx and ty (fractions of the width; right, down), each [B]."""
-        pose = self.predictor.predict(images).pose.numpy()
+        pose = self._predict(images).pose.numpy()
         return {"angle_deg": pose[:, 0], "tx": pose[:, 1], "ty": pose[:, 2]}
 
 

@@ -100,6 +100,20 @@ def test_scorer_outputs_follow_the_interface(scorer):
     assert all(values.shape == (6,) for values in pose.values())
 
 
+def test_one_network_pass_serves_score_segment_and_pose_of_the_same_images(scorer, monkeypatch):
+    images = render(attributes_from_noise(torch.randn(3, NOISE_DIM), aligned=True)).images
+    calls = []
+    predict = scorer.predictor.predict
+    monkeypatch.setattr(scorer.predictor, "predict", lambda x: calls.append(1) or predict(x))
+    first = scorer.score(images)
+    scorer.segment(images), scorer.pose(images)
+    assert len(calls) == 1
+    images.mul_(-1)  # changed in place: predicted again, and the answers follow the new pixels
+    assert not np.allclose(scorer.score(images)["background_hue"], first["background_hue"])
+    scorer.score(images.clone())  # another tensor
+    assert len(calls) == 3
+
+
 def test_scorer_reads_a_smile_where_the_renderer_drew_one(scorer):
     params = attributes_from_noise(torch.randn(8, NOISE_DIM), aligned=True)
     smiling = render(params.replace(smiling=torch.ones(8, dtype=torch.bool))).images
