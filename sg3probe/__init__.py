@@ -9,12 +9,36 @@ Public API:
     z_from_seeds(seeds, z_dim): NVIDIA's per-seed z
     hookimpl: the marker for plugin hook implementations
 """
-from sg3probe.checkpoints import load_generator, load_model, save_generator
 from sg3probe.hookspecs import hookimpl
-from sg3probe.models.architecture import GeneratorConfig, stylegan3_config
-from sg3probe.models.generator import Generator
-from sg3probe.models.transforms import inverse_transform, make_transform
-from sg3probe.sampling.latents import z_from_seeds
+
+# The rest of the public API is imported on first use (PEP 562), so that `import sg3probe` and
+# `sg3probe --help` stay fast: they need neither torch nor the generator code.
+_LAZY = {
+    "Generator": "sg3probe.models.generator",
+    "GeneratorConfig": "sg3probe.models.architecture",
+    "inverse_transform": "sg3probe.models.transforms",
+    "load_generator": "sg3probe.checkpoints",
+    "load_model": "sg3probe.checkpoints",
+    "make_transform": "sg3probe.models.transforms",
+    "save_generator": "sg3probe.checkpoints",
+    "stylegan3_config": "sg3probe.models.architecture",
+    "z_from_seeds": "sg3probe.sampling.latents",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sg3probe' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
 
 __version__ = "0.1.0"
 
