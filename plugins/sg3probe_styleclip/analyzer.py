@@ -22,7 +22,7 @@ from sg3probe_styleclip.evaluation import HeldOut, side_effects, similarity_gain
 from sg3probe_styleclip.global_directions import (DEFAULT_ALPHA, DEFAULT_BETA, ChannelDirections, ProbeSettings,
                                                   channel_directions, prompt_embedding, text_direction)
 from sg3probe_styleclip.identity import IDENTITY_NAMES, identity_extractor
-from sg3probe_styleclip.mapper import GROUPS, MapperSettings, train_mapper
+from sg3probe_styleclip.mapper import GROUPS, MapperSettings, identity_features, train_mapper
 from sg3probe_styleclip.prompts import NEUTRAL, TOY_PROMPTS, TOY_TEMPLATES, Target, parse_target
 
 METHODS = ("global", "mapper")
@@ -76,7 +76,7 @@ class StyleCLIP(Analyzer):
         lambda_l2: float = 0.3
         lambda_id: float = 0.06
         mapper_groups: list[str] = field(default_factory=lambda: list(GROUPS))
-        mapper_latents: int = 1000  # training latents (run samples outside the held-out ones)
+        mapper_latents: int = 256  # training latents (run samples outside the held-out ones)
         identity: str = "toyfaces"  # identity features: toyfaces, pixels or none
         # evaluation
         eval_samples: int = 64  # held-out samples (the last seeds of the run, never probed or trained on)
@@ -199,7 +199,13 @@ class _Study:
             self.metrics.setdefault("cache", {})[role] = str(directions.folder)
         mappers = "mapper" in cfg.methods and role in cfg.mapper_roles
         identity = identity_extractor(cfg.identity, ctx.scorer) if mappers else None
-        train_ws = torch.as_tensor(np.asarray(wplus[np.sort(train)], np.float32), device=G.device) if mappers else None
+        train_ws = references = None
+        if mappers:
+            train_ws = torch.as_tensor(np.asarray(wplus[np.sort(train)], np.float32), device=G.device)
+            if identity is not None and cfg.lambda_id:
+                started = time.perf_counter()
+                references = identity_features(G, identity, train_ws, cfg.batch_size)
+                self._timing(role, "mapper identity features", started, len(train_ws))
 
         for prompt in ctx.progress(self.prompts, desc=f"styleclip prompts ({role})"):
             grid = self.grids.setdefault(prompt.text, {})
@@ -221,7 +227,7 @@ class _Study:
                 started = time.perf_counter()
                 trained = train_mapper(G, self.text_model, prompt.embedding, train_ws, cfg.mapper_settings(),
                                        Path(ctx.work_dir) / role / "mappers" / _slug(prompt.text), identity=identity,
-                                       progress=ctx.progress, meta={"prompt": prompt.text, "templates": cfg.templates,
+                                       references=references, progress=ctx.progress, meta={"prompt": prompt.text, "templates": cfg.templates,
                                                                     "identity": cfg.identity})
                 self._timing(role, f"mapper training: {prompt.text}", started)
                 self.losses[f"{role}: {prompt.text}"] = trained.losses

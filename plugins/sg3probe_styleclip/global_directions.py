@@ -167,28 +167,72 @@ def probe_batch(base: torch.Tensor, images: torch.Tensor, positions: torch.Tenso
 def channel_image_directions(G, model: TextImageScorer, base: torch.Tensor, positions: np.ndarray,
                              mean: np.ndarray, std: np.ndarray, k: float, batch_size: int = 64) -> np.ndarray:
     """delta_i_c [len(positions), D] for the flattened-S positions given, over the probe images' styles
-    base [N, S]: mean over images of normalize(E(s_c = mu + k sigma) - E(s_c = mu - k sigma)), normalised."""
+    base [N, S]: mean over images of normalize(E(s_c = mu + k sigma) - E(s_c = mu - k sigma)), normalised.
+
+    A channel of layer L changes nothing before L, so each probe is rendered from the probe image's
+    features at L's input onwards (computed once per layer), which gives the same images for less.
+    """
     count = base.shape[0]
-    pairs = [(c, i) for c in range(len(positions)) for i in range(count)]  # channel-major
+    owners = _owner_layers(G, positions)
     per_call = max(1, batch_size // 2)
     sums: torch.Tensor | None = None
-    for start in range(0, len(pairs), per_call):
-        chunk = pairs[start:start + per_call]
-        channel = torch.as_tensor([c for c, _ in chunk])
-        image = torch.as_tensor([i for _, i in chunk], device=base.device)
-        position = torch.as_tensor(positions[channel.numpy()], device=base.device)
-        centre = torch.as_tensor(mean[position.cpu().numpy()], device=base.device)
-        spread = torch.as_tensor(std[position.cpu().numpy()], device=base.device)
-        rows = torch.cat([probe_batch(base, image, position, centre + k * spread),
-                          probe_batch(base, image, position, centre - k * spread)])
-        with torch.no_grad():
-            embeddings = model.encode_image(G.synthesis(styles=unflatten_styles(G, rows))).float().cpu()
-        plus, minus = embeddings[:len(chunk)], embeddings[len(chunk):]
-        differences = F.normalize(plus - minus, dim=1)  # [b, D]; 0 where the channel changes nothing
-        if sums is None:
-            sums = torch.zeros(len(positions), differences.shape[1], dtype=torch.float64)
-        sums.index_add_(0, channel, differences.double())
+    with torch.no_grad():
+        for layer in dict.fromkeys(owners):
+            members = [c for c, owner in enumerate(owners) if owner == layer]
+            prefix = _layer_input(G, unflatten_styles(G, base), layer)  # [N, ...] or None
+            pairs = [(c, i) for c in members for i in range(count)]  # channel-major
+            for start in range(0, len(pairs), per_call):
+                chunk = pairs[start:start + per_call]
+                channel = torch.as_tensor([c for c, _ in chunk])
+                image = torch.as_tensor([i for _, i in chunk], device=base.device)
+                index = positions[channel.numpy()]
+                position = torch.as_tensor(index, device=base.device)
+                centre = torch.as_tensor(mean[index], device=base.device)
+                spread = torch.as_tensor(std[index], device=base.device)
+                rows = torch.cat([probe_batch(base, image, position, centre + k * spread),
+                                  probe_batch(base, image, position, centre - k * spread)])
+                styles = unflatten_styles(G, rows)
+                if prefix is None:
+                    images = G.synthesis(styles=styles)
+                else:
+                    images = _render_from(G, layer, prefix[torch.cat([image, image])], styles)
+                embeddings = model.encode_image(images).float().cpu()
+                plus, minus = embeddings[:len(chunk)], embeddings[len(chunk):]
+                differences = F.normalize(plus - minus, dim=1)  # [b, D]; 0 where the channel changes nothing
+                if sums is None:
+                    sums = torch.zeros(len(positions), differences.shape[1], dtype=torch.float64)
+                sums.index_add_(0, channel, differences.double())
     return F.normalize(sums, dim=1).numpy().astype(np.float32)
+
+
+def _owner_layers(G, positions: np.ndarray) -> list[str]:
+    """The S entry ('input' or a layer name) each flattened-S position belongs to."""
+    layout = full_style_layout(G)
+    ends = np.cumsum(list(layout.values()))
+    names = list(layout)
+    return [names[int(np.searchsorted(ends, p, side="right"))] for p in positions]
+
+
+def _layer_input(G, styles: dict[str, torch.Tensor], layer: str) -> torch.Tensor | None:
+    """The features entering synthesis layer `layer` for these styles; None for 'input', or for a
+    generator whose synthesis network does not expose its layers (then probes render in full)."""
+    net = G.synthesis
+    names = getattr(net, "layer_names", None)
+    if layer == "input" or names is None:
+        return None
+    t = styles["input"]
+    x = net.input(t, torch.eye(3, dtype=t.dtype, device=t.device).expand(len(t), 3, 3))
+    for name in names[:names.index(layer)]:
+        x = getattr(net, name)(x, styles[name])
+    return x
+
+
+def _render_from(G, layer: str, x: torch.Tensor, styles: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Images from the features x entering `layer` onwards (the rest of G.synthesis)."""
+    net = G.synthesis
+    for name in net.layer_names[net.layer_names.index(layer):]:
+        x = getattr(net, name)(x, styles[name])
+    return x * net.output_scale
 
 
 # ----- the cache ----------------------------------------------------------------------------------

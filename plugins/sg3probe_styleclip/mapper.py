@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -141,12 +141,14 @@ class TrainedMapper:
     losses: np.ndarray  # [steps, 4]
     seconds: float  # training time of this call (not of resumed earlier calls)
     resumed_from: int = 0  # the step the last checkpoint held
-    history: dict = field(default_factory=dict)
 
 
 def mapper_loss(G, model, mapper: LevelsMapper, ws: torch.Tensor, target: torch.Tensor, settings: MapperSettings,
-                identity: Callable | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss of one batch ws [B, num_ws, w_dim] and its parts [clip, l2, id] (detached)."""
+                identity: Callable | None, reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of one batch ws [B, num_ws, w_dim] and its parts [clip, l2, id] (detached).
+
+    reference [B, F]: the identity features of the unedited images (computed here when None).
+    """
     edited = mapper.edit(ws)
     images = G.synthesis(edited)
     similarity = model.encode_image(images) @ target  # [B]; both unit norm
@@ -154,8 +156,9 @@ def mapper_loss(G, model, mapper: LevelsMapper, ws: torch.Tensor, target: torch.
     l2 = F.mse_loss(edited, ws)
     id_term = torch.zeros((), device=ws.device)
     if identity is not None and settings.lambda_id:
-        with torch.no_grad():
-            reference = identity(G.synthesis(ws))
+        if reference is None:
+            with torch.no_grad():
+                reference = identity(G.synthesis(ws))
         id_term = (1 - F.cosine_similarity(identity(images), reference, dim=1)).mean()
     total = settings.lambda_clip * clip + settings.lambda_l2 * l2 + settings.lambda_id * id_term
     return total, torch.stack([clip, l2, id_term]).detach()
@@ -192,14 +195,25 @@ def load_mapper(path: str | Path, device="cpu") -> tuple[LevelsMapper, dict]:
     return mapper.to(device).eval(), payload
 
 
+def identity_features(G, identity: Callable, latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Identity features [N, F] of the unedited images of latents [N, num_ws, w_dim] (no gradients)."""
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(latents), batch_size):
+            parts.append(identity(G.synthesis(latents[start:start + batch_size])))
+    return torch.cat(parts)
+
+
 def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Tensor, settings: MapperSettings,
                  folder: str | Path, *, identity: Callable | None = None, progress: Callable | None = None,
-                 meta: dict | None = None, stop_after: int | None = None) -> TrainedMapper:
+                 references: torch.Tensor | None = None, meta: dict | None = None,
+                 stop_after: int | None = None) -> TrainedMapper:
     """Train a LevelsMapper towards the unit text embedding `target` [D] on latents [N, num_ws, w_dim].
 
     Batches are drawn from `latents` with a seeded generator; a checkpoint in `folder` is resumed
     (with its optimiser and random state) and rewritten every `checkpoint_every` steps and at the end.
-    `stop_after` ends the call after that many steps (for tests of resumption).
+    `references` [N, F]: identity features of the unedited latents (`identity_features`), computed
+    here when not given. `stop_after` ends the call after that many steps (for tests of resumption).
     """
     settings.check()
     folder = Path(folder)
@@ -226,12 +240,15 @@ def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Ten
         generator.set_state(payload["rng"])
     resumed = step
     G.requires_grad_(False)
+    if references is None and identity is not None and settings.lambda_id and step < settings.steps:
+        references = identity_features(G, identity, latents, settings.batch_size * 8)
     mapper.train()
     started = time.perf_counter()
     bar = progress(total=settings.steps, initial=step, desc="mapper") if progress else None
     while step < settings.steps and (stop_after is None or step - resumed < stop_after):
         index = torch.randint(len(latents), (settings.batch_size,), generator=generator)
-        total, parts = mapper_loss(G, model, mapper, latents[index.to(device)], target, settings, identity)
+        total, parts = mapper_loss(G, model, mapper, latents[index.to(device)], target, settings, identity,
+                                   None if references is None else references[index.to(references.device)])
         optimiser.zero_grad(set_to_none=True)
         total.backward()
         optimiser.step()
