@@ -84,7 +84,7 @@ def method_comparison(edits: pd.DataFrame) -> Figure:
 def sweep_heatmaps(table: pd.DataFrame) -> Figure:
     """Per prompt: target rate and worst side effect over beta (rows) x alpha (columns)."""
     panels = list(dict.fromkeys(zip(table["model"], table["prompt"])))
-    figure = Figure(figsize=(6.2, 1.2 + 1.9 * len(panels)), layout="constrained")
+    figure = Figure(figsize=(6.2, 1.2 + 2.1 * len(panels)), layout="constrained")
     axes = figure.subplots(len(panels), 2, squeeze=False)
     for (model, prompt), (left, right) in zip(panels, axes):
         part = table[(table["model"] == model) & (table["prompt"] == prompt)]
@@ -92,7 +92,7 @@ def sweep_heatmaps(table: pd.DataFrame) -> Figure:
             matrix = part.pivot(index="beta", columns="alpha", values=value)
             sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap=cmap, annot=True, fmt=".2f", annot_kws={"size": 7},
                         cbar=False)
-            ax.set_title(f"{prompt} ({model}): {value.replace('_', ' ')}", fontsize=7)
+            ax.set_title(f"{prompt} ({model})\n{value.replace('_', ' ')}", fontsize=7)
     return figure
 
 

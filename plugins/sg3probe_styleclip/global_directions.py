@@ -165,7 +165,7 @@ def probe_batch(base: torch.Tensor, images: torch.Tensor, positions: torch.Tenso
 
 
 def channel_image_directions(G, model: TextImageScorer, base: torch.Tensor, positions: np.ndarray,
-                             mean: np.ndarray, std: np.ndarray, k: float, batch_size: int = 64) -> np.ndarray:
+                             mean: np.ndarray, std: np.ndarray, k: float, batch_size: int = 32) -> np.ndarray:
     """delta_i_c [len(positions), D] for the flattened-S positions given, over the probe images' styles
     base [N, S]: mean over images of normalize(E(s_c = mu + k sigma) - E(s_c = mu - k sigma)), normalised.
 
@@ -297,7 +297,7 @@ def _chunk_path(folder: Path, start: int, stop: int) -> Path:
 
 
 def channel_directions(G, model: TextImageScorer, settings: ProbeSettings = ProbeSettings(), *,
-                       cache_dir: str | Path | None = None, model_sha256: str = "", batch_size: int = 64,
+                       cache_dir: str | Path | None = None, model_sha256: str = "", batch_size: int = 32,
                        progress: Callable | None = None, max_chunks: int | None = None) -> ChannelDirections:
     """delta_i_c of every channel of G for `model`, computed chunk by chunk into the cache, or read from it.
 
@@ -388,7 +388,7 @@ def text_direction(model: TextImageScorer, target: str, neutral: str,
 
 def text_edit_direction(G, model: TextImageScorer, target: str, neutral: str, *, beta: float = DEFAULT_BETA,
                         templates: Sequence[str] = ("{}",), settings: ProbeSettings = ProbeSettings(),
-                        cache_dir: str | Path | None = None, model_sha256: str = "", batch_size: int = 64,
+                        cache_dir: str | Path | None = None, model_sha256: str = "", batch_size: int = 32,
                         progress: Callable | None = None) -> Direction:
     """The global direction of `target` against `neutral` as an "s" Direction (strength = alpha).
 
