@@ -20,7 +20,8 @@ from sg3probe.textimage import TextImageScorer, is_text_image_model
 from sg3probe_styleclip import figures
 from sg3probe_styleclip.evaluation import HeldOut, side_effects, similarity_gain, target_rates
 from sg3probe_styleclip.global_directions import (DEFAULT_ALPHA, DEFAULT_BETA, ChannelDirections, ProbeSettings,
-                                                  channel_directions, prompt_embedding, text_direction)
+                                                  channel_directions, generator_identity, prompt_embedding,
+                                                  text_direction, text_model_identity)
 from sg3probe_styleclip.identity import IDENTITY_NAMES, identity_extractor
 from sg3probe_styleclip.mapper import GROUPS, MapperSettings, identity_features, train_mapper
 from sg3probe_styleclip.prompts import NEUTRAL, TOY_PROMPTS, TOY_TEMPLATES, Target, parse_target
@@ -148,6 +149,7 @@ class _Study:
 
     def __init__(self, ctx: AnalysisContext, cfg, text_model: TextImageScorer) -> None:
         self.ctx, self.cfg, self.text_model = ctx, cfg, text_model
+        self.text_identity = text_model_identity(text_model)
         self.attributes = {a.name: a for a in ctx.scorer.attributes}
         self.prompts = []
         for text, target_text in cfg.prompts.items():
@@ -227,8 +229,10 @@ class _Study:
                 started = time.perf_counter()
                 trained = train_mapper(G, self.text_model, prompt.embedding, train_ws, cfg.mapper_settings(),
                                        Path(ctx.work_dir) / role / "mappers" / _slug(prompt.text), identity=identity,
-                                       references=references, progress=ctx.progress, meta={"prompt": prompt.text, "templates": cfg.templates,
-                                                                    "identity": cfg.identity})
+                                       references=references, progress=ctx.progress,
+                                       meta={"prompt": prompt.text, "templates": cfg.templates,
+                                             "identity": cfg.identity, "text_model": self.text_identity,
+                                             "model": generator_identity(G, _model_sha256(samples))})
                 self._timing(role, f"mapper training: {prompt.text}", started)
                 self.losses[f"{role}: {prompt.text}"] = trained.losses
                 started, renders = time.perf_counter(), bench.renders
@@ -333,7 +337,8 @@ class _Study:
                     figures=[f for f in figs if f.startswith("edits: ")]),
             Section("Beta x alpha", "Target rate and the worst side effect of the global direction over the "
                     f"sweep, on the first {cfg.sweep_samples} held-out samples.",
-                    tables=["sweep"] if "sweep" in tables else [], figures=["beta x alpha"] if "sweep" in tables else []),
+                    tables=["sweep"] if "sweep" in tables else [],
+                    figures=["beta x alpha"] if "sweep" in tables else []),
             Section("Channels and mappers", "The most relevant S channels per prompt (relevance R_c = delta_i_c . "
                     "delta_t) and the mapper training.",
                     tables=[t for t in ("channels", "mapper") if t in tables],

@@ -39,7 +39,8 @@ CLIP_TEMPLATES = ("a photo of {}.", "a picture of {}.", "an image of {}.", "a cl
                   "a good photo of {}.", "a rendering of {}.", "a cropped photo of {}.", "{}")
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)"
-_TARGET = re.compile(rf"^\s*([A-Za-z_][\w.]*)\s*(?:([+-])|([<>])\s*({_NUMBER})|=\s*({_NUMBER})\s*\.\.\s*({_NUMBER}))\s*$")
+_TARGET = re.compile(rf"^\s*([A-Za-z_][\w.]*)\s*"
+                     rf"(?:([+-])|([<>])\s*({_NUMBER})|=\s*({_NUMBER})\s*\.\.\s*({_NUMBER}))\s*$")
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,8 @@ def _text_direction(G, model, text, neutral, beta, text_model, probe_seeds, cach
         from sg3probe_styleclip.analyzer import load_text_model
         from sg3probe_styleclip.global_directions import ProbeSettings, save_direction, text_edit_direction
     except ImportError as error:
-        raise ConfigError(f"--text needs the styleclip plugin (sg3probe_styleclip), which did not import: {error}") from None
+        raise ConfigError(f"--text needs the styleclip plugin (sg3probe_styleclip), which did not import: "
+                          f"{error}") from None
     if plugins_dir:
         get_plugin_manager(plugins_dir)
     clip = load_text_model(text_model, str(G.device))
@@ -180,7 +181,8 @@ def _strength_label(value: float) -> str:
 @click.option("--mp4", is_flag=True, help="Also write edit.mp4, one frame per strength (needs PyAV: pip install av).")
 @click.option("--device", default=None, help="cpu, cuda, mps (default: best available).")
 @click.option("--batch", "batch_size", type=int, default=16, show_default=True)
-@click.option("--text", default=None, help="Edit towards this text (a StyleCLIP global direction) instead of DIRECTION.")
+@click.option("--text", default=None,
+              help="Edit towards this text (a StyleCLIP global direction) instead of DIRECTION.")
 @click.option("--neutral", default="a face", show_default=True, help="With --text: the text it is compared with.")
 @click.option("--beta", type=float, default=0.13, show_default=True,
               help="With --text: channels with |relevance| below this are left alone.")

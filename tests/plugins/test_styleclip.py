@@ -3,7 +3,6 @@ batched probes against a plain loop, channel restoration, the resumable cache, t
 (training, resumption, switched-off groups), the analyzer end to end and `sg3probe edit --text`."""
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from types import SimpleNamespace
 
@@ -23,7 +22,7 @@ from sg3probe_styleclip.analyzer import StyleCLIP
 from sg3probe_styleclip.evaluation import side_effects, target_rates
 from sg3probe_styleclip.global_directions import (ProbeSettings, channel_directions, channel_image_directions,
                                                   flat_styles, full_index, probe_batch, seed_ws, style_step,
-                                                  text_direction, text_edit_direction, unflatten_styles)
+                                                  text_direction, text_edit_direction)
 from sg3probe_styleclip.mapper import LevelsMapper, MapperSettings, level_slices, load_mapper, train_mapper
 from sg3probe_styleclip.prompts import parse_target
 from sg3probe.style_channels import style_layout
@@ -338,7 +337,8 @@ def test_analyzer_runs_end_to_end(tiny, tmp_path):
     assert {"edits: a red face", "beta x alpha", "side effects", "target vs side effects",
             "mapper losses"} <= set(result.figures)
     assert (tmp_path / "work" / "aligned" / "mappers" / "a-red-face" / "mapper.pt").exists()
-    assert result.arrays["direction_aligned_a-red-face"].shape == (sum(v.shape[1] for v in tiny.styles(ws[:1]).values()),)
+    style_size = sum(v.shape[1] for v in tiny.styles(ws[:1]).values())
+    assert result.arrays["direction_aligned_a-red-face"].shape == (style_size,)
     assert len(list((tmp_path / "cache").rglob("channels_*.npy"))) == 2  # one cache entry, shared by both roles
     assert set(result.metrics["edits"]["aligned"]["a red face"]) == {"global (S)", "mapper (W+)"}
 
