@@ -160,13 +160,16 @@ class Run:
 
     @contextmanager
     def timing(self, name: str) -> Iterator[None]:
-        """Time a step; its seconds are added to run.json's timings[name]."""
+        """Time a step; its seconds are added to run.json's timings[name] and logged to run.log."""
         start = time.perf_counter()
+        self.log.info("%s ...", name)
         try:
             yield
         finally:
+            seconds = time.perf_counter() - start
             timings = self.record["timings"]
-            timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 3)
+            timings[name] = round(timings.get(name, 0.0) + seconds, 3)
+            self.log.info("%s: %.1f s", name, seconds)
             self.write()
 
     def finish(self, status: str, error: str | None = None) -> None:
