@@ -18,6 +18,7 @@ from sg3probe.errors import ConfigError
 from sg3probe.imaging import image_grid
 from sg3probe.results import ResultWriter
 from sg3probe.runs import Run, allocate_run_dir
+from sg3probe.runtime import apply_threads
 from sg3probe.sampling.latents import z_from_seeds
 from sg3probe.sampling.sampler import SamplingSpec, StoreSampleSet, sample_to_store
 
@@ -55,7 +56,7 @@ class CoreConfig:
     scorer: str = "toyfaces"
     device: str = "auto"
     seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 = torch's default
+    threads: int = 0  # torch CPU threads; 0 = the idle cores (sg3probe.runtime.choose_threads)
     grid_size: int = 16  # sample-grid images per model in the report
 
 
@@ -94,8 +95,7 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
     config = resolved.config
     analyzer_cfg = getattr(config, section)
     needs = analyzer_cls.needs
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    threads = apply_threads(config.threads)
     device = resolve_device(None if config.device == "auto" else config.device)
 
     roles = [role for role in needs.roles if getattr(config.models, role)]
@@ -114,7 +114,7 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
 
     folder = Path(out) if out else allocate_run_dir(root, name, Path(models[roles[0]].source).stem)
     plugins = [{"name": info.name, "version": info.version} for info in manager.plugin_info()]
-    record = dict(analyzers=[name], device=str(device), seeds=config.sampling.seeds, plugins=plugins,
+    record = dict(analyzers=[name], device=str(device), threads=threads, seeds=config.sampling.seeds, plugins=plugins,
                   model={role: {"name": m.source, "path": str(m.path), "sha256": m.sha256} for role, m in models.items()},
                   scorer=config.scorer if scorer else None)
     with Run(folder, argv=argv if argv is not None else sys.argv, config=resolved.to_dict(), **record) as run:

@@ -1,5 +1,11 @@
 """Process-wide runtime settings that the command line applies once at start-up.
 
+Why threads: on a CPU whose cores are already busy (other jobs, a training in the background),
+torch's intra-op threads wait for each other at every operation, and two threads on a loaded
+2-core machine ran the toy model 4-6x slower than one. `choose_threads` therefore uses as many
+threads as there are idle cores (at least one) unless told otherwise (--set threads=N,
+OMP_NUM_THREADS, or SG3PROBE_THREADS).
+
 Why malloc: the generator allocates large temporaries on every layer. With glibc's defaults
 each one above 128 kB is mmap'ed and munmap'ed again, and the page faults cost more CPU than
 the arithmetic (shared/conformance/TIMINGS.md measured 2-4.6x on NVIDIA's code; our generator
@@ -33,3 +39,29 @@ def tune_malloc() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = mallopt(_M_MMAP_THRESHOLD, 1 << 30) and mallopt(_M_TRIM_THRESHOLD, 1 << 30) and mallopt(_M_TOP_PAD, 256 << 20)
     return bool(ok)
+
+
+def choose_threads(requested: int = 0) -> int:
+    """torch CPU threads to use: `requested` if > 0, else SG3PROBE_THREADS or OMP_NUM_THREADS if
+    set, else the cores of this process not already kept busy by others (1-minute load), >= 1."""
+    if requested > 0:
+        return requested
+    for variable in ("SG3PROBE_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(variable, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return cores
+    return max(1, min(cores, int(cores - load + 0.5)))
+
+
+def apply_threads(requested: int = 0) -> int:
+    """Set torch's intra-op threads by `choose_threads`; returns the number set."""
+    import torch
+
+    threads = choose_threads(requested)
+    torch.set_num_threads(threads)
+    return threads

@@ -36,11 +36,13 @@ class _Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """sg3probe: analyse and edit the latent spaces of StyleGAN3 generators."""
-    from sg3probe.runtime import tune_malloc
+    from sg3probe.runtime import apply_threads, tune_malloc
 
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     tune_malloc()
+    if ctx.invoked_subcommand not in (None, "plugins", "analyzers", "scorers", "models"):
+        apply_threads()  # commands may set their own (--threads, --set threads=N)
 
 
 def _register_commands() -> None:

@@ -1,0 +1,30 @@
+"""Process-wide runtime settings: how many torch threads a command uses."""
+import os
+
+import pytest
+
+from sg3probe import runtime
+
+
+@pytest.fixture
+def no_thread_variables(monkeypatch):
+    for variable in ("SG3PROBE_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+
+
+def test_an_explicit_request_wins(no_thread_variables, monkeypatch):
+    monkeypatch.setenv("SG3PROBE_THREADS", "3")
+    assert runtime.choose_threads(5) == 5
+    assert runtime.choose_threads(0) == 3
+
+
+def test_omp_num_threads_is_respected(no_thread_variables, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert runtime.choose_threads() == 2
+
+
+@pytest.mark.parametrize("load, expected", [(0.0, 4), (1.2, 3), (3.6, 1), (12.0, 1)])
+def test_busy_cores_are_left_alone(no_thread_variables, monkeypatch, load, expected):
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (load, load, load))
+    assert runtime.choose_threads() == expected
