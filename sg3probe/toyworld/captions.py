@@ -11,6 +11,7 @@ about some concepts, each claim one bin, in one of a few phrasings:
          on a blue background"
     random_caption(bins, rng)     # a random subset of concepts, random phrasings and order:
         ("a face with glasses", {"eyeglasses": 1})
+    counterfactual(claims, rng)   # the same claims but one, moved to another bin (hard negative)
 
 A caption is *true of* a face when every claim matches the face's bin (`satisfies`); training
 treats every true caption in a batch as a positive, so short prompts ("a smiling face",
@@ -184,18 +185,47 @@ def full_captions(params: FaceParams) -> list[str]:
     return [full_caption(row) for row in face_bins(params)]
 
 
-def random_claims(bins: Sequence[int], rng: np.random.Generator, keep: float = 0.5) -> dict[str, int]:
-    """A random subset of one face's claims: each concept kept with probability `keep`."""
-    return {c.attribute: int(b) for c, b in zip(CONCEPTS, bins) if rng.random() < keep}
+def random_claims(bins: Sequence[int], rng: np.random.Generator, full: float = 0.2,
+                  empty: float = 0.02, include: str | None = None) -> dict[str, int]:
+    """A random subset of one face's claims: all of them with probability `full`, none with
+    probability `empty`, otherwise k of them, k uniform in 1..len(CONCEPTS), so that one-attribute
+    captions ("a smiling face") are as common as long ones; the attribute `include` is always claimed."""
+    draw = rng.random()
+    if draw < full:
+        count = len(CONCEPTS)
+    elif draw < full + empty:
+        count = 0
+    else:
+        count = int(rng.integers(1, len(CONCEPTS) + 1))
+    chosen = set(rng.choice(len(CONCEPTS), size=count, replace=False).tolist())
+    if include is not None:
+        chosen.add(_CONCEPT_INDEX[include])
+    return {CONCEPTS[i].attribute: int(bins[i]) for i in sorted(chosen)}
 
 
-def random_caption(bins: Sequence[int], rng: np.random.Generator, keep: float = 0.5,
-                   full: float = 0.2) -> tuple[str, dict[str, int]]:
-    """A training caption of one face and its claims: with probability `full` every concept,
-    otherwise each kept with probability `keep` (possibly none: "a face"); random wording and order."""
-    claims = ({c.attribute: int(b) for c, b in zip(CONCEPTS, bins)} if rng.random() < full
-              else random_claims(bins, rng, keep))
+def bin_range(attribute: str, index: int) -> tuple[float, float]:
+    """The values [low, high) of one bin of a continuous attribute (its range is [0, 1])."""
+    edges = (0.0, *CONCEPTS[_CONCEPT_INDEX[attribute]].edges, 1.0)
+    return edges[index], edges[index + 1]
+
+
+def random_caption(bins: Sequence[int], rng: np.random.Generator, full: float = 0.2,
+                   empty: float = 0.02) -> tuple[str, dict[str, int]]:
+    """A training caption of one face and its claims (`random_claims`), in random wording and order."""
+    claims = random_claims(bins, rng, full=full, empty=empty)
     return caption(claims, rng), claims
+
+
+def counterfactual(claims: Mapping[str, int], rng: np.random.Generator) -> dict[str, int] | None:
+    """The claims with one of them (chosen at random) moved to another bin of its attribute: a
+    caption that is false of the face but differs from its true one in one attribute only (a hard
+    negative). None for a caption without claims."""
+    if not claims:
+        return None
+    names = list(claims)
+    name = names[int(rng.integers(len(names)))]
+    size = len(CONCEPTS[_CONCEPT_INDEX[name]].bins)
+    return {**claims, name: (int(claims[name]) + int(rng.integers(1, size))) % size}
 
 
 def claims_matrix(claims: Sequence[Mapping[str, int]]) -> np.ndarray:

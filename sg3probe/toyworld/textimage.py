@@ -3,19 +3,25 @@
 `ToyClipNet` holds both encoders and the temperature:
 
 - image encoder: five blocks of two 3x3 conv + BatchNorm + ReLU at 64, 32, 16, 8 and 4 px with
-  12, 24, 48, 96 and 128 channels (strided conv to go down), global average pooling, a linear projection to `embedding_dim`;
+  12, 24, 48, 96 and 128 channels (strided conv to go down), global average pooling, and a
+  linear projection to `embedding_dim`;
 - text encoder: the caption grammar's words (`captions.vocabulary()`, plus padding and unknown
   tokens) embedded and read by a bidirectional GRU (word order matters: "no glasses" is not
-  "glasses"); both final states, projected to `embedding_dim`;
+  "glasses"); its outputs averaged over the words, projected to `embedding_dim`;
 - a learnable temperature: logits = exp(logit_scale) * cosine similarity, as in CLIP.
 
 Training (`train_toyclip`) renders a fresh batch every step (half aligned, half unaligned, seeded
-from the step like the scorer training, and degraded with the same `augment`), writes one random
-caption per face (`captions.random_caption`: a random subset of its attributes, random wording
-and order), and minimises a symmetric InfoNCE loss in which every caption that is *true of* an
-image is a positive (a soft target spread evenly over them): a short caption such as
-"a smiling face" is true of many faces of the batch, and calling it a negative for all but one
-would teach the model that it is not.
+from the step like the scorer training, and degraded with the same `augment`): half of it faces,
+half their *twins* (`twin_faces`: the same face with one shape attribute moved to another bin).
+Each face gets one random caption (`captions.random_claims`: a random subset of its attributes,
+always including the one its twin changed, in random wording and order) and a counterfactual one
+(`captions.counterfactual`: the same claims with one moved to another bin). The loss is a
+symmetric InfoNCE in which every caption that is *true of* an image is a positive (a soft target
+spread evenly over them; a short caption such as "a smiling face" is true of many faces of the
+batch, and calling it a negative for all but one would teach the model that it is not), plus an
+InfoNCE within each twin pair (`twin_loss`). Without the twins, colours (hair, skin, background)
+and the face width, which make most captions of a batch unique already, carried the loss, and
+the one-bit attributes (smile, glasses, bangs) and the eyes stayed at chance.
 
 Weights are a plain dict (`save_toyclip` / `load_toyclip` mirror each other) that
 `torch.load(weights_only=True)` reads; the loader refuses a file trained with another vocabulary.
@@ -58,8 +64,10 @@ class TrainingConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     augment: bool = True
-    keep: float = 0.5  # probability that a training caption names each attribute
-    full: float = 0.2  # probability that it names all of them
+    full: float = 0.2  # probability that a training caption names every attribute (else 0 to all)
+    empty: float = 0.02  # probability that it names none ("a face")
+    hard_negatives: bool = True  # twin faces and counterfactual captions (see captioned_batch)
+    twin_weight: float = 1.0  # weight of the loss within twin pairs (twin_loss)
     channels: tuple[int, ...] = (12, 24, 48, 96, 128)
     word_dim: int = 64
     text_hidden: int = 128
@@ -136,8 +144,13 @@ class ToyClipNet(nn.Module):
         device = self.word_embedding.weight.device
         packed = nn.utils.rnn.pack_padded_sequence(self.word_embedding(ids.to(device)), lengths,
                                                    batch_first=True, enforce_sorted=False)
-        _, final = self.text_rnn(packed)  # [2, N, hidden]: forward and backward final states
-        return F.normalize(self.text_projection(torch.cat([final[0], final[1]], dim=1)), dim=-1)
+        outputs, _ = self.text_rnn(packed)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)  # [N, L, 2 hidden]
+        # The mean over the words, not the final states: those mostly remember the words read
+        # last, and a claim in the middle of a long caption would fade.
+        mask = (torch.arange(outputs.shape[1])[None, :] < lengths[:, None]).to(outputs)  # [N, L]
+        pooled = (outputs * mask[:, :, None]).sum(1) / lengths[:, None].to(outputs)
+        return F.normalize(self.text_projection(pooled), dim=-1)
 
 
 # -- weights ---------------------------------------------------------------------------------------
@@ -187,12 +200,18 @@ def training_record(path: str | Path) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class CaptionedBatch:
-    """Rendered faces, their bins, and one caption per face with its claims."""
+    """Rendered faces, their bins, and captions with their claims: one per face (text i is true of
+    face i), then the hard negatives (each false of the face it was written from)."""
 
     images: torch.Tensor  # [B, 3, 64, 64]
     bins: np.ndarray  # [B, len(CONCEPTS)]
-    texts: list[str]
-    claims: np.ndarray  # [B, len(CONCEPTS)], -1 where a caption says nothing
+    texts: list[str]  # [T >= B]
+    claims: np.ndarray  # [T, len(CONCEPTS)], -1 where a caption says nothing
+    pairs: int = 0  # faces i and pairs + i (i < pairs) are twins, and so are texts i and pairs + i
+
+    def positives(self) -> torch.Tensor:
+        """bool [B faces, T texts]: which caption is true of which face."""
+        return torch.from_numpy(captions.satisfies(self.bins, self.claims))
 
 
 def _faces(seed: int, batch_size: int) -> FaceParams:
@@ -203,25 +222,85 @@ def _faces(seed: int, batch_size: int) -> FaceParams:
                          for f in dataclasses.fields(FaceParams)})
 
 
-def captioned_batch(seed: int, batch_size: int, keep: float = 0.5, full: float = 0.2) -> CaptionedBatch:
-    """Renders and random captions of `batch_size` faces, all from `seed`."""
-    params = _faces(seed, batch_size)
+# The attributes that twins change: the shapes. Colours (skin, hair, background) are learned from
+# the ordinary captions within a few hundred steps; the shapes, each a small part of the image,
+# stay near chance without a contrast between faces that differ in them alone.
+TWIN_ATTRIBUTES = ("smiling", "eyeglasses", "bangs", "eye_openness", "face_width")
+
+
+def twin_faces(params: FaceParams, rng: np.random.Generator) -> tuple[FaceParams, list[str]]:
+    """The same faces with one attribute each (chosen uniformly among `TWIN_ATTRIBUTES`) moved to
+    another of its bins, and the attribute changed per face. A continuous attribute gets a value
+    drawn uniformly from the middle 80 % of the new bin, so that the twin is clearly in it."""
+    changed = [TWIN_ATTRIBUTES[int(i)] for i in rng.integers(len(TWIN_ATTRIBUTES), size=len(params))]
     bins = captions.face_bins(params)
+    values = {name: getattr(params, name).clone() for name in captions.CONCEPT_NAMES}
+    for face, name in enumerate(changed):
+        column = captions.CONCEPT_NAMES.index(name)
+        size = len(captions.CONCEPTS[column].bins)
+        target = (int(bins[face, column]) + int(rng.integers(1, size))) % size
+        if values[name].dtype == torch.bool:
+            values[name][face] = bool(target)
+        else:
+            low, high = captions.bin_range(name, target)
+            values[name][face] = low + (0.1 + 0.8 * rng.random()) * (high - low)
+    return params.replace(**values), changed
+
+
+def captioned_batch(seed: int, batch_size: int, full: float = 0.2, empty: float = 0.02,
+                    hard_negatives: bool = True) -> CaptionedBatch:
+    """Renders and random captions of `batch_size` faces, all from `seed`.
+
+    With `hard_negatives`, half the faces are twins of the other half (`twin_faces`: one attribute
+    moved to another bin), the caption of a face and of its twin both name that attribute, and
+    every caption gets a counterfactual caption (`captions.counterfactual`) beside it.
+    """
     rng = np.random.default_rng(seed)
-    written = [captions.random_caption(row, rng, keep=keep, full=full) for row in bins]
-    return CaptionedBatch(images=render(params).images, bins=bins, texts=[t for t, _ in written],
-                          claims=captions.claims_matrix([c for _, c in written]))
+    if hard_negatives:
+        originals = _faces(seed, batch_size // 2)
+        twins, changed = twin_faces(originals, rng)
+        params = FaceParams(**{f.name: torch.cat([getattr(originals, f.name), getattr(twins, f.name)])
+                               for f in dataclasses.fields(FaceParams)})
+        changed = changed + changed
+    else:
+        params = _faces(seed, batch_size)
+        changed = [None] * batch_size
+    bins = captions.face_bins(params)
+    claims = [captions.random_claims(row, rng, full=full, empty=empty, include=name)
+              for row, name in zip(bins, changed)]
+    if hard_negatives:
+        claims += [c for c in (captions.counterfactual(c, rng) for c in claims) if c is not None]
+    return CaptionedBatch(images=render(params).images, bins=bins,
+                          texts=[captions.caption(c, rng) for c in claims],
+                          claims=captions.claims_matrix(claims), pairs=batch_size // 2 if hard_negatives else 0)
 
 
 def contrastive_loss(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor,
                      logit_scale: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE with several positives: the mean of image->text and text->image cross
-    entropies against targets spread evenly over each row's (column's) positives [B, B] (bool)."""
-    logits = logit_scale.exp() * image_embeddings @ text_embeddings.T  # [B images, B texts]
+    """Symmetric InfoNCE with several positives: the mean of the image->text and text->image cross
+    entropies, each against a target spread evenly over the positives (bool [B images, T texts]).
+    Every image needs a positive; texts true of no image (hard negatives) only count image->text."""
+    logits = logit_scale.exp() * image_embeddings @ text_embeddings.T  # [B, T]
     positives = positives.float()
     image_to_text = -(positives / positives.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1)
-    text_to_image = -(positives / positives.sum(0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(0)
+    described = positives.sum(0) > 0
+    targets = positives[:, described]
+    text_to_image = -(targets / targets.sum(0, keepdim=True) * F.log_softmax(logits[:, described], dim=0)).sum(0)
     return 0.5 * (image_to_text.mean() + text_to_image.mean())
+
+
+def twin_loss(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: torch.Tensor,
+              pairs: int) -> torch.Tensor:
+    """InfoNCE within each twin pair: faces i and pairs + i against their own two captions (each
+    true of its face only), both ways; the mean over pairs of the four 2-way cross entropies."""
+    a, b = image_embeddings[:pairs], image_embeddings[pairs:2 * pairs]  # [P, D]
+    text_a, text_b = text_embeddings[:pairs], text_embeddings[pairs:2 * pairs]
+    scale = logit_scale.exp()
+    same_a, same_b = scale * (a * text_a).sum(1), scale * (b * text_b).sum(1)  # [P]
+    a_to_b, b_to_a = scale * (a * text_b).sum(1), scale * (b * text_a).sum(1)  # image x, text y
+    # -log softmax of the right entry among two = softplus(wrong - right).
+    return 0.25 * (F.softplus(a_to_b - same_a) + F.softplus(b_to_a - same_b)  # image -> text
+                   + F.softplus(b_to_a - same_a) + F.softplus(a_to_b - same_b)).mean()  # text -> image
 
 
 def train_toyclip(config: TrainingConfig = TrainingConfig(),
@@ -245,10 +324,14 @@ def train_toyclip(config: TrainingConfig = TrainingConfig(),
     augment_generator = torch.Generator().manual_seed(config.seed)
     net.train()
     for step in range(config.steps):
-        batch = captioned_batch(config.seed * 1_000_003 + step, config.batch_size, config.keep, config.full)
+        batch = captioned_batch(config.seed * 1_000_003 + step, config.batch_size, config.full, config.empty,
+                                config.hard_negatives)
         images = augment(batch.images, augment_generator) if config.augment else batch.images
-        positives = torch.from_numpy(captions.satisfies(batch.bins, batch.claims))  # [B faces, B texts]
-        loss = contrastive_loss(net.encode_image(images), net.encode_text(batch.texts), net.logit_scale, positives)
+        image_embeddings, text_embeddings = net.encode_image(images), net.encode_text(batch.texts)
+        loss = contrastive_loss(image_embeddings, text_embeddings, net.logit_scale, batch.positives())
+        if batch.pairs:
+            loss = loss + config.twin_weight * twin_loss(image_embeddings, text_embeddings, net.logit_scale,
+                                                         batch.pairs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
