@@ -110,7 +110,7 @@ class Disentanglement(Analyzer):
                 figures["DCI per S layer"] = _layer_lines(tables["layers"])
         metrics = {f"{r['model']}/{r['space']}": {k: r[k] for k in ("dims", "D", "C", "I", "MIG", "SAP")} for r in rows}
         return AnalysisResult(
-            metrics=metrics, tables=tables, figures=figures, arrays=arrays, summary=_reading(spaces_table),
+            metrics=metrics, tables=tables, figures=figures, arrays=arrays, summary=_reading(spaces_table, _tiled_wplus(samples)),
             title="Disentanglement (DCI, MIG, SAP)",
             sections=[Section("Spaces compared", "D, C, I per space; C uses entropy base = dims, so compare C "
                               "only between spaces of equal size. The unaligned model's images are scored "
@@ -158,10 +158,25 @@ def _importance_heatmap(dci, title: str, top: int) -> Figure:
     return figure
 
 
-def _reading(table: pd.DataFrame) -> str:
+def _tiled_wplus(samples) -> list[str]:
+    """The models whose sampled W+ repeats W in every row (no truncation cutoff, no edits)."""
+    tiled = []
+    for role, role_samples in samples.items():
+        wplus = np.asarray(role_samples["wplus"][:64], dtype=np.float32)
+        if np.array_equal(wplus, np.repeat(wplus[:, :1], wplus.shape[1], axis=1)):
+            tiled.append(role)
+    return tiled
+
+
+def _reading(table: pd.DataFrame, tiled_wplus: list[str] = ()) -> str:
     if table.empty:
         return "No attribute passed the selection rule, so nothing was measured."
-    parts = []
+    parts, notes = [], []
+    if tiled_wplus:
+        notes.append(f"Note: W+ of the {' and '.join(tiled_wplus)} samples is W repeated in every row (sampled "
+                     "through the mapping without a truncation cutoff), so every W+ code has identical twins: "
+                     "its MIG and SAP, gaps between the two best codes, are 0 by construction, and its D and C "
+                     "differ from W's only through how the trees spread importance over the copies.")
     for model, group in table.groupby("model", sort=False):
         best = group.loc[group["D"].idxmax()]
         values = ", ".join(f"{r.space} D={r.D:.2f} I={r.I:.2f}" for r in group.itertuples())
@@ -173,4 +188,4 @@ def _reading(table: pd.DataFrame) -> str:
                      "Unlike the paper's finding for StyleGAN3, S is not more disentangled than W for every model here.")
     parts.append("I is the mean test accuracy of per-attribute classifiers on the extreme samples; "
                  "C is comparable only between spaces of the same dimensionality.")
-    return " ".join(parts)
+    return " ".join(parts + notes)
