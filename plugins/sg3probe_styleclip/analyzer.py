@@ -18,7 +18,8 @@ from sg3probe.results import AnalysisResult, Section
 from sg3probe.store.seeds import parse_seeds
 from sg3probe.textimage import TextImageScorer, is_text_image_model
 from sg3probe_styleclip import figures
-from sg3probe_styleclip.evaluation import HeldOut, side_effects, similarity_gain, target_rates
+from sg3probe_styleclip.evaluation import (HeldOut, decision_thresholds, side_effects, similarity_gain,
+                                           target_rates)
 from sg3probe_styleclip.global_directions import (DEFAULT_ALPHA, DEFAULT_BETA, ChannelDirections, ProbeSettings,
                                                   channel_directions, generator_identity, prompt_embedding,
                                                   text_direction, text_model_identity)
@@ -81,7 +82,7 @@ class StyleCLIP(Analyzer):
         identity: str = "toyfaces"  # identity features: toyfaces, pixels or none
         # evaluation
         eval_samples: int = 64  # held-out samples (the last seeds of the run, never probed or trained on)
-        change_std: float = 1.0  # a continuous side effect counts from this many natural stds
+        change_std: float = 1.0  # the side-effect table's move_rate counts moves of this many natural stds
         correlation_threshold: float = 0.2  # |r| from which another attribute counts as correlated
         grid_samples: int = 3
         sweep_betas: str = "0.08,0.13,0.18"
@@ -181,7 +182,8 @@ class _Study:
         held, train = usable[-cfg.eval_samples:], usable[:-cfg.eval_samples][:cfg.mapper_latents]
         wplus = samples["wplus"]
         scores = {name: np.asarray(samples["scores"][name], dtype=np.float64) for name in self.attributes}
-        natural_std = {name: float(np.nanstd(values[train])) or 1.0 for name, values in scores.items()}
+        self.natural_std = {name: float(np.nanstd(values[train])) or 1.0 for name, values in scores.items()}
+        self.thresholds = decision_thresholds(self.attributes.values(), {n: v[train] for n, v in scores.items()})
         corr = pd.DataFrame({n: v[train] for n, v in scores.items()}).corr()
         bench = HeldOut(G, ctx.scorer, self.text_model, torch.as_tensor(np.asarray(wplus[held], np.float32)),
                         batch_size=cfg.batch_size, keep=cfg.grid_samples)
@@ -224,7 +226,7 @@ class _Study:
                 self._timing(role, f"global: {prompt.text}", started, bench.renders - renders)
                 self.arrays[f"direction_{role}_{_slug(prompt.text)}"] = direction.vector
                 if role in cfg.sweep_roles and prompt.target is not None:
-                    self._sweep(role, prompt, directions, bench, original, natural_std)
+                    self._sweep(role, prompt, directions, bench, original)
             if mappers and (not cfg.mapper_prompts or prompt.text in cfg.mapper_prompts):
                 started = time.perf_counter()
                 trained = train_mapper(G, self.text_model, prompt.embedding, train_ws, cfg.mapper_settings(),
@@ -247,18 +249,19 @@ class _Study:
                                             "loss_first": float(trained.losses[:10, 0].mean()),
                                             "loss_last": float(trained.losses[-10:, 0].mean())})
             for method, edited in measured.items():
-                self._record(role, prompt, method, original, edited, natural_std, corr)
+                self._record(role, prompt, method, original, edited, corr)
 
-    def _record(self, role, prompt: _Prompt, method, original, edited, natural_std, corr) -> None:
+    def _record(self, role, prompt: _Prompt, method, original, edited, corr) -> None:
         cfg = self.cfg
         row = {"model": role, "prompt": prompt.text, "method": method,
                "target": prompt.target.text if prompt.target else "",
                "similarity_gain": similarity_gain(original.embeddings, edited.embeddings, prompt.embedding)}
-        kinds = {name: a.kind for name, a in self.attributes.items()}
         target_name = prompt.target.attribute if prompt.target else ""
         if prompt.target is not None:
             row.update(target_rates(prompt.target, original.scores[target_name], edited.scores[target_name]))
-        effects = side_effects(target_name, original.scores, edited.scores, kinds, natural_std, cfg.change_std)
+        found = side_effects(target_name, original.scores, edited.scores, self.thresholds, self.natural_std,
+                             cfg.change_std)
+        effects = {name: effect.flip_rate for name, effect in found.items()}
         uncorrelated = {n: r for n, r in effects.items()
                         if not target_name or abs(corr.loc[target_name, n]) < cfg.correlation_threshold}
         worst = max(effects, key=effects.get) if effects else ""
@@ -268,9 +271,10 @@ class _Study:
                     "worst_uncorrelated_rate": uncorrelated.get(worst_free, float("nan")),
                     "mean_side_effect_rate": float(np.mean(list(effects.values()))) if effects else float("nan")})
         self.rows["edits"].append(row)
-        for name, rate in effects.items():
+        for name, effect in found.items():
             self.rows["side effects"].append({"model": role, "prompt": prompt.text, "method": method,
-                                              "attribute": name, "change_rate": rate,
+                                              "attribute": name, "flip_rate": effect.flip_rate,
+                                              "move_rate": effect.move_rate,
                                               "correlation": float(corr.loc[target_name, name]) if target_name
                                               else float("nan")})
         self.metrics.setdefault("edits", {}).setdefault(role, {}).setdefault(prompt.text, {})[method] = {
@@ -287,12 +291,11 @@ class _Study:
             "channels_kept": int(kept.sum()), "channels": len(relevance),
             "top_channels": ", ".join(f"{names[c]} ({relevance[c]:+.2f})" for c in order)})
 
-    def _sweep(self, role, prompt: _Prompt, directions: ChannelDirections, bench: HeldOut, original, natural_std):
+    def _sweep(self, role, prompt: _Prompt, directions: ChannelDirections, bench: HeldOut, original) -> None:
         """Target rate and side effects over the beta x alpha grid on the first sweep_samples held-out latents."""
         cfg = self.cfg
         count = min(cfg.sweep_samples, len(bench))
         before = {name: values[:count] for name, values in original.scores.items()}
-        kinds = {name: a.kind for name, a in self.attributes.items()}
         G = bench.G
         for beta in parse_strengths(cfg.sweep_betas):
             direction = directions.style_direction(prompt.direction, float(beta))
@@ -302,11 +305,13 @@ class _Study:
                 edited = bench.measure(_s_edit(G, step, float(alpha)), count) if channels else None
                 after = edited.scores if edited is not None else before
                 rates = target_rates(prompt.target, before[prompt.target.attribute], after[prompt.target.attribute])
-                effects = side_effects(prompt.target.attribute, before, after, kinds, natural_std, cfg.change_std)
+                effects = side_effects(prompt.target.attribute, before, after, self.thresholds, self.natural_std,
+                                       cfg.change_std)
                 self.rows["sweep"].append({"model": role, "prompt": prompt.text, "beta": float(beta),
                                            "alpha": float(alpha), "channels": channels,
                                            "target_rate": rates["target_rate"],
-                                           "worst_side_effect_rate": max(effects.values()) if effects else 0.0})
+                                           "worst_side_effect_rate": max((e.flip_rate for e in effects.values()),
+                                                                         default=0.0)})
 
     # ----- the result ----------------------------------------------------------------------------
     def result(self) -> AnalysisResult:
@@ -328,10 +333,11 @@ class _Study:
             Section("Edits", f"Each prompt edited at the default settings (global: beta {cfg.beta:g}, alpha "
                     f"{cfg.alpha:g}; mapper: {cfg.mapper_steps} steps) on {cfg.eval_samples} held-out samples per "
                     "model. target_rate: share of the samples not at the target decision before the edit that "
-                    "reach it; side effects: share in which another attribute's decision flips (a continuous one "
-                    f"moves by {cfg.change_std:g} natural std); similarity_gain: mean change of the cosine to the "
-                    f"prompt ({cfg.text_model}). global (S) edits S, the mapper edits W+.",
-                    tables=["edits"] if "edits" in tables else [],
+                    "reach it; side effects: share in which another attribute's decision flips (a continuous "
+                    "attribute's decision: above the middle of its range); the side-effect table's move_rate: share "
+                    f"in which it moves by {cfg.change_std:g} natural std; similarity_gain: mean change of the cosine "
+                    f"to the prompt ({cfg.text_model}). global (S) edits S, the mapper edits W+.",
+                    tables=[t for t in ("edits", "side effects") if t in tables],
                     figures=[f for f in ("target vs side effects", "side effects") if f in figs]),
             Section("Edit grids", "Rows: held-out samples of each model, unedited and edited by each method.",
                     figures=[f for f in figs if f.startswith("edits: ")]),

@@ -75,18 +75,40 @@ def target_rates(target: Target, before: np.ndarray, after: np.ndarray) -> dict[
             "eligible": int(eligible.sum())}
 
 
-def changed(before: np.ndarray, after: np.ndarray, kind: str, natural_std: float, change_std: float) -> np.ndarray:
-    """bool [N]: a binary decision flipped, or a continuous value moved by >= change_std natural stds."""
-    if kind == "binary":
-        return (before > 0) != (after > 0)
-    return np.abs(after - before) >= change_std * natural_std
+def decision_thresholds(attributes, scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """Where each attribute's decision flips: 0 for a binary logit, the middle of a continuous
+    attribute's declared range (the median of `scores` when it declares none)."""
+    thresholds = {}
+    for attribute in attributes:
+        if attribute.kind == "binary":
+            thresholds[attribute.name] = 0.0
+        elif attribute.value_range is not None:
+            thresholds[attribute.name] = float(np.mean(attribute.value_range))
+        else:
+            thresholds[attribute.name] = float(np.nanmedian(scores[attribute.name]))
+    return thresholds
+
+
+@dataclass
+class SideEffect:
+    """How often one attribute changed under an edit, two ways."""
+
+    flip_rate: float  # the decision (see decision_thresholds) flipped
+    move_rate: float  # the value moved by >= change_std natural stds
 
 
 def side_effects(target_attribute: str, before: dict[str, np.ndarray], after: dict[str, np.ndarray],
-                 kinds: dict[str, str], natural_std: dict[str, float], change_std: float) -> dict[str, float]:
-    """The change rate of every attribute but the target (see `changed`)."""
-    return {name: float(changed(before[name], after[name], kinds[name], natural_std[name], change_std).mean())
-            for name in before if name != target_attribute}
+                 thresholds: dict[str, float], natural_std: dict[str, float],
+                 change_std: float = 1.0) -> dict[str, SideEffect]:
+    """The flip and move rates of every attribute but the target."""
+    effects = {}
+    for name in before:
+        if name == target_attribute:
+            continue
+        flipped = (before[name] > thresholds[name]) != (after[name] > thresholds[name])
+        moved = np.abs(after[name] - before[name]) >= change_std * natural_std[name]
+        effects[name] = SideEffect(float(flipped.mean()), float(moved.mean()))
+    return effects
 
 
 def similarity_gain(before: np.ndarray, after: np.ndarray, prompt: np.ndarray) -> float:

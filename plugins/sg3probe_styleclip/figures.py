@@ -37,7 +37,7 @@ def edit_grid(rows: dict[str, np.ndarray], title: str) -> Figure:
 
 
 def side_effect_heatmaps(table: pd.DataFrame) -> Figure:
-    """Prompt (rows) x other attribute (columns) change rates, one panel per model and method."""
+    """Prompt (rows) x other attribute (columns) decision flip rates, one panel per model and method."""
     panels = list(dict.fromkeys(zip(table["model"], table["method"])))
     columns = min(2, len(panels))
     rows = math.ceil(len(panels) / columns)
@@ -47,12 +47,12 @@ def side_effect_heatmaps(table: pd.DataFrame) -> Figure:
     axes = figure.subplots(rows, columns, squeeze=False).reshape(-1)
     for ax, (model, method) in zip(axes, panels):
         part = table[(table["model"] == model) & (table["method"] == method)]
-        matrix = part.pivot(index="prompt", columns="attribute", values="change_rate")
+        matrix = part.pivot(index="prompt", columns="attribute", values="flip_rate")
         matrix = matrix.reindex(index=list(dict.fromkeys(part["prompt"])))
         sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap="magma", annot=True, fmt=".2f", annot_kws={"size": 6},
                     cbar=ax is axes[len(panels) - 1])
         ax.set_title(f"{model}, {method}", fontsize=9)
-        ax.set_xlabel("attribute that changed")
+        ax.set_xlabel("attribute whose decision flipped")
         ax.set_ylabel("")
         ax.tick_params(axis="x", rotation=45)
     for ax in axes[len(panels):]:

@@ -19,7 +19,7 @@ from sg3probe.models.generator import Generator
 from sg3probe.scorer import Attribute, Scorer
 from sg3probe.textimage import TextImageScorer
 from sg3probe_styleclip.analyzer import StyleCLIP
-from sg3probe_styleclip.evaluation import side_effects, target_rates
+from sg3probe_styleclip.evaluation import decision_thresholds, side_effects, target_rates
 from sg3probe_styleclip.global_directions import (ProbeSettings, channel_directions, channel_image_directions,
                                                   flat_styles, full_index, probe_batch, seed_ws, style_step,
                                                   text_direction, text_edit_direction)
@@ -295,10 +295,16 @@ def test_targets_and_rates():
         parse_target("glasses+", attributes)
     with pytest.raises(ConfigError, match="write"):
         parse_target("smiling up", attributes)
-    effects = side_effects("smiling", {"smiling": np.zeros(4), "hair": np.array([0.1, 0.5, 0.9, 0.5])},
-                           {"smiling": np.ones(4), "hair": np.array([0.1, 0.9, 0.5, 0.55])},
-                           {"smiling": "binary", "hair": "continuous"}, {"smiling": 1.0, "hair": 0.3}, 1.0)
-    assert effects == {"hair": 0.5}
+    thresholds = decision_thresholds(attributes.values(), {})
+    assert thresholds == {"smiling": 0.0, "hair": 0.5}
+    effects = side_effects("smiling", {"smiling": np.zeros(4), "hair": np.array([0.1, 0.45, 0.9, 0.6])},
+                           {"smiling": np.ones(4), "hair": np.array([0.1, 0.9, 0.55, 0.4])}, thresholds,
+                           {"smiling": 1.0, "hair": 0.3}, change_std=1.0)
+    assert set(effects) == {"hair"}  # the target is no side effect
+    assert effects["hair"].flip_rate == 0.5  # 0.45 -> 0.9 and 0.6 -> 0.4 cross the middle of the range
+    assert effects["hair"].move_rate == 0.5  # 0.45 -> 0.9 and 0.9 -> 0.55 move by >= 1 natural std
+    unranged = decision_thresholds([Attribute("width", "continuous")], {"width": np.array([1.0, 2.0, 7.0])})
+    assert unranged == {"width": 2.0}  # no declared range: the median of the scores
 
 
 # ----- the analyzer -------------------------------------------------------------------------------
