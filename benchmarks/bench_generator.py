@@ -1,89 +1,129 @@
 """Generator speed and peak memory: our ops vs NVIDIA's naive reference formulation, side by side.
 
-Each measurement runs in a fresh process (peak RSS is per process), with the same random weights
-and inputs for both formulations; the outputs are compared too. Usage:
-    python benchmarks/bench_generator.py [--configs t64,r64,t256] [--threads 2]
-    SG3PROBE_MALLOC=default python benchmarks/bench_generator.py   # glibc's malloc defaults
+For every configuration and malloc setting: one process times both formulations on the same random
+weights and inputs, interleaving their calls (so load from other processes hits both alike) and
+keeping the best of N; two more processes, one per formulation, measure peak RSS (a per-process
+figure). The malloc setting is process-wide, so each setting runs in its own processes:
+`tuned` is what the CLI applies (sg3probe.runtime.tune_malloc), `default` is glibc's own.
+The 1-minute load average is printed with every row: on a busy 2-core machine, compare ratios.
+
+    python benchmarks/bench_generator.py [--configs t64,r64,t256] [--malloc tuned,default]
+                                         [--threads 2] [--repeats N]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
 
 CONFIGS = {
-    # name: (cfg, kwargs as train.py builds them, batch, timed calls)
+    # name: (cfg, kwargs as train.py builds them, batch, timed calls per formulation)
     "t64": ("stylegan3-t", dict(img_resolution=64, channel_base=1024, channel_max=32), 16, 5),
     "r64": ("stylegan3-r", dict(img_resolution=64, channel_base=1024, channel_max=32), 16, 5),
     "t256": ("stylegan3-t", dict(img_resolution=256, channel_base=16384, channel_max=512), 4, 3),
 }
+IMPLS = ("naive", "ours")
 
 
-def measure(name: str, impl: str, threads: int) -> dict:
-    import numpy as np
+def _build(name: str, threads: int):
+    """The configuration's generator (torch seed 0) and its latents, in this process's malloc setting."""
     import torch
 
     from sg3probe.models.architecture import stylegan3_config
     from sg3probe.models.generator import Generator
-    from sg3probe.models.ops import use_reference_ops
-
     from sg3probe.runtime import tune_malloc
 
+    malloc = "tuned" if tune_malloc() else "default"  # SG3PROBE_MALLOC=default keeps glibc's own
     torch.set_num_threads(threads)
-    malloc = "tuned" if tune_malloc() else "default"  # SG3PROBE_MALLOC=default for glibc's own
-    cfg, kwargs, batch, calls = CONFIGS[name]
+    cfg, kwargs, batch, _ = CONFIGS[name]
     torch.manual_seed(0)
     G = Generator(stylegan3_config(cfg, **kwargs)).eval().requires_grad_(False)
     z = torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(1))
-    times = []
-    with torch.no_grad():
-        context = use_reference_ops(G) if impl == "naive" else _nullcontext()
-        with context:
-            images = G(z)  # warm-up
-            for _ in range(calls):
-                start = time.perf_counter()
-                images = G(z)
-                times.append(time.perf_counter() - start)
-    median = sorted(times)[len(times) // 2]
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"config": name, "impl": impl, "batch": batch, "malloc": malloc, "median_s": median, "img_per_s": batch / median,
-            "peak_rss_mb": peak_mb, "checksum": images.double().abs().mean().item(),
-            "sample": images[0, :, :8, :8].flatten().tolist()}
+    return G, z, malloc
 
 
-class _nullcontext:
-    def __enter__(self):
-        return None
+def _render(G, z, impl: str):
+    import contextlib
 
-    def __exit__(self, *exc):
-        return False
+    import torch
+
+    from sg3probe.models.ops import use_reference_ops
+
+    with torch.no_grad(), (use_reference_ops(G) if impl == "naive" else contextlib.nullcontext()):
+        return G(z)
+
+
+def measure_time(name: str, threads: int, repeats: int) -> dict:
+    """Best and median seconds per call of each formulation, calls interleaved; output difference."""
+    G, z, malloc = _build(name, threads)
+    images = {impl: _render(G, z, impl) for impl in IMPLS}  # warm-up
+    wall = {impl: [] for impl in IMPLS}
+    cpu = {impl: [] for impl in IMPLS}
+    for round_ in range(repeats):
+        for impl in (IMPLS if round_ % 2 == 0 else IMPLS[::-1]):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            _render(G, z, impl)
+            wall[impl].append(time.perf_counter() - start)
+            cpu[impl].append(time.process_time() - start_cpu)
+    return {"malloc": malloc, "batch": z.shape[0],
+            "best_s": {impl: min(v) for impl, v in wall.items()},
+            "median_s": {impl: sorted(v)[len(v) // 2] for impl, v in wall.items()},
+            "cpu_s": {impl: min(v) for impl, v in cpu.items()},
+            "max_abs_diff": (images["ours"] - images["naive"]).abs().max().item()}
+
+
+def measure_peak(name: str, impl: str, threads: int) -> dict:
+    """Peak resident set of a process that builds the generator and renders once with `impl`."""
+    G, z, malloc = _build(name, threads)
+    _render(G, z, impl)
+    return {"malloc": malloc, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child(args: list[str], malloc: str) -> dict:
+    env = dict(os.environ, SG3PROBE_MALLOC=malloc)
+    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="t64,r64,t256")
+    parser.add_argument("--malloc", default="tuned,default", help="comma-separated: tuned (the CLI's), default (glibc's)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--one", nargs=2, metavar=("CONFIG", "IMPL"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per formulation (default per config)")
+    parser.add_argument("--time", metavar="CONFIG", help=argparse.SUPPRESS)
+    parser.add_argument("--peak", nargs=2, metavar=("CONFIG", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(measure(args.one[0], args.one[1], args.threads)))
+    if args.time:
+        print(json.dumps(measure_time(args.time, args.threads, args.repeats or CONFIGS[args.time][3])))
         return
-    print(f"{'config':6s} {'malloc':7s} {'batch':>5s} {'naive img/s':>12s} {'ours img/s':>11s} {'speed-up':>9s} "
-          f"{'naive peak MB':>14s} {'ours peak MB':>13s} {'max |diff|':>11s}")
-    for name in args.configs.split(","):
-        results = {}
-        for impl in ("naive", "ours"):
-            out = subprocess.run([sys.executable, __file__, "--one", name, impl, "--threads", str(args.threads)],
-                                 check=True, capture_output=True, text=True).stdout
-            results[impl] = json.loads(out.strip().splitlines()[-1])
-        naive, ours = results["naive"], results["ours"]
-        diff = max(abs(a - b) for a, b in zip(naive["sample"], ours["sample"]))
-        print(f"{name:6s} {ours['malloc']:7s} {ours['batch']:5d} {naive['img_per_s']:12.2f} {ours['img_per_s']:11.2f} "
-              f"{ours['img_per_s'] / naive['img_per_s']:8.2f}x {naive['peak_rss_mb']:14.0f} "
-              f"{ours['peak_rss_mb']:13.0f} {diff:11.2e}", flush=True)
+    if args.peak:
+        print(json.dumps(measure_peak(*args.peak, args.threads)))
+        return
+
+    print(f"torch threads {args.threads}; images/s from the best of N interleaved calls (median in brackets)")
+    header = (f"{'config':6s} {'malloc':7s} {'batch':>5s} {'naive img/s':>17s} {'ours img/s':>17s} {'speed-up':>8s} "
+              f"{'cpu ratio':>9s} {'naive peak MB':>13s} {'ours peak MB':>12s} {'max |diff|':>10s} {'load':>5s}")
+    print(header)
+    for malloc in args.malloc.split(","):
+        if malloc not in ("tuned", "default"):
+            parser.error(f"--malloc: unknown setting {malloc!r}; use tuned and/or default")
+        for name in args.configs.split(","):
+            if name not in CONFIGS:
+                parser.error(f"--configs: unknown configuration {name!r}; choose from {', '.join(CONFIGS)}")
+            common = ["--threads", str(args.threads)]
+            timing = _child(["--time", name, *common] + (["--repeats", str(args.repeats)] if args.repeats else []), malloc)
+            peaks = {impl: _child(["--peak", name, impl, *common], malloc)["peak_mb"] for impl in IMPLS}
+            batch, best, median = timing["batch"], timing["best_s"], timing["median_s"]
+            speed = {impl: f"{batch / best[impl]:.2f} ({batch / median[impl]:.2f})" for impl in IMPLS}
+            row = (f"{name:6s} {timing['malloc']:7s} {batch:5d} {speed['naive']:>17s} {speed['ours']:>17s} "
+                   f"{best['naive'] / best['ours']:7.2f}x {timing['cpu_s']['naive'] / timing['cpu_s']['ours']:8.2f}x "
+                   f"{peaks['naive']:13.0f} {peaks['ours']:12.0f} {timing['max_abs_diff']:10.2e} {os.getloadavg()[0]:5.2f}")
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

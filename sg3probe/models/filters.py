@@ -1,10 +1,10 @@
 """Low-pass filter design and the resampling matrices that apply them.
 
-A separable FIR resampling step (insert zeros, pad or crop, filter, keep every n-th sample) is a
-linear map along one axis, so we write it once as a dense [out, in] matrix and apply it with a
-matrix product. That replaces NVIDIA's reference formulation (zero insertion, filtering at the
-upsampled resolution, then discarding samples) with one GEMM per axis that computes only the
-samples that are kept.
+A FIR resampling step (insert zeros, pad or crop, filter, keep every n-th sample) is computed
+without the zeros and without the discarded samples: upsampling as a strided transposed
+convolution (each input sample scatters one copy of the filter), downsampling as a strided
+convolution (only kept outputs are computed). `resampling_matrix` writes one axis of it as a
+dense [out, in] matrix, the definition that tests compare against.
 """
 from __future__ import annotations
 
@@ -59,28 +59,21 @@ def resampling_matrix(filter_1d: torch.Tensor | None, in_length: int, up: int = 
     return (matrix * gain).to(torch.float32)
 
 
-def separable_factors(filter_2d: torch.Tensor, rel_tol: float = 1e-7) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Write a 2-D filter as a short sum of separable ones: f = sum_k outer(col_k, row_k).
+def transposed_conv_crop(in_length: int, taps: int, up: int, pad0: int, pad1: int) -> tuple[int, int, int, int, int]:
+    """How to get one axis of upfirdn's upsampling (up, pad/crop, filter) from a strided transposed conv.
 
-    StyleGAN3-R's radial filters have numerical rank 3-4 (singular values fall below 1e-7 of
-    the largest after that), so a few separable passes reproduce them to float32 precision.
+    A transposed convolution with stride `up` and a `taps`-long kernel computes every output of the
+    zero-inserted, fully padded signal, (in_length - 1) * up + taps samples, without touching the
+    inserted zeros. upfirdn's output starts `taps - 1 - pad0` samples into it. Returns
+    (pre0, pre1, padding, extra0, extra1): zero samples to add to the input first (only where
+    the padding exceeds a full convolution's), the symmetric `padding` argument of
+    conv_transpose, and what is left to crop at each end afterwards.
     """
-    u, s, vh = torch.linalg.svd(filter_2d.detach().to(torch.float64).cpu())
-    keep = int((s > s[0] * rel_tol).sum())
-    return [(u[:, k] * s[k].sqrt(), vh[k] * s[k].sqrt()) for k in range(keep)]
-
-
-def downsampling_matrices(down_filter: torch.Tensor | None, in_length: int, down: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Matrices (rows [out, r*in], cols [r*out, in]) applying a 1-D (r = 1) or 2-D filter with decimation.
-
-    For x [.., in, in]: y = x @ cols.t() gives r stacked column-filtered copies; re-stacked as
-    [.., r*in, out] and left-multiplied by `rows`, the r separable terms are summed in one product.
-    """
-    if down_filter is not None and down_filter.ndim == 2:
-        factors = separable_factors(down_filter)
-    else:
-        taps = None if down_filter is None else down_filter.detach().to(torch.float64)
-        factors = [(taps, taps)]
-    rows = torch.cat([resampling_matrix(col, in_length, down=down) for col, _ in factors], dim=1)
-    cols = torch.cat([resampling_matrix(row, in_length, down=down) for _, row in factors], dim=0)
-    return rows, cols
+    n_out = output_length(in_length, up, 1, pad0, pad1, taps)
+    full = (in_length - 1) * up + taps
+    crop0 = taps - 1 - pad0
+    crop1 = full - crop0 - n_out
+    pre0, pre1 = max(0, -(crop0 // up)), max(0, -(crop1 // up))  # ceil(-crop / up) input samples
+    crop0, crop1 = crop0 + pre0 * up, crop1 + pre1 * up
+    padding = min(crop0, crop1)
+    return pre0, pre1, padding, crop0 - padding, crop1 - padding

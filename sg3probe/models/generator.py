@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from sg3probe.models import ops
 from sg3probe.models.architecture import (Architecture, GeneratorConfig, InputSpec, LayerSpec,
                                           derive_architecture)
-from sg3probe.models.filters import (design_lowpass_filter, downsampling_matrices, output_length,
-                                     resampling_matrix)
+from sg3probe.models.filters import design_lowpass_filter
 from sg3probe.models.hooks import HookFn, HookPoint, installed_hooks, resolve_names
 
 Styles = "OrderedDict[str, torch.Tensor]"
@@ -153,7 +152,6 @@ class SynthesisLayer(torch.nn.Module):
             spec.up_taps, spec.in_cutoff, spec.in_half_width * 2, spec.tmp_sampling_rate))
         self.register_buffer("down_filter", design_lowpass_filter(
             spec.down_taps, spec.out_cutoff, spec.out_half_width * 2, spec.tmp_sampling_rate, radial=spec.down_radial))
-        self._resampler_cache: tuple | None = None
 
     @property
     def torgb_gain(self) -> float:
@@ -164,24 +162,6 @@ class SynthesisLayer(torch.nn.Module):
         """w [B, w_dim] -> this layer's style [B, in_channels], as the layer uses it (S space)."""
         s = self.affine(w)
         return s * self.torgb_gain if self.is_torgb else s
-
-    def _resamplers(self, x: torch.Tensor) -> tuple:
-        """Up/down resampling matrices for this layer, cached per device, dtype and filter version."""
-        key = (x.device, x.dtype,
-               None if self.up_filter is None else (self.up_filter.data_ptr(), self.up_filter._version),
-               None if self.down_filter is None else (self.down_filter.data_ptr(), self.down_filter._version))
-        if self._resampler_cache is not None and self._resampler_cache[0] == key:
-            return self._resampler_cache[1]
-        spec = self.spec
-        x0, x1, y0, y1 = spec.padding
-        conv_size = spec.in_size + spec.conv_kernel - 1
-        up_w = resampling_matrix(self.up_filter, conv_size, up=spec.up_factor, pad0=x0, pad1=x1, gain=spec.up_factor)
-        up_h = resampling_matrix(self.up_filter, conv_size, up=spec.up_factor, pad0=y0, pad1=y1, gain=spec.up_factor)
-        tmp_size = output_length(conv_size, spec.up_factor, 1, x0, x1, spec.up_taps)
-        down_h, down_w = downsampling_matrices(self.down_filter, tmp_size, spec.down_factor)
-        value = tuple(m.to(x.device, x.dtype) for m in (up_h, up_w, down_h, down_w))
-        self._resampler_cache = (key, value)
-        return value
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, update_emas: bool = False) -> torch.Tensor:
         """x [B, I, in_size, in_size], style [B, I] -> [B, O, out_size, out_size]."""
@@ -202,8 +182,8 @@ class SynthesisLayer(torch.nn.Module):
         if self.is_torgb and spec.up_factor == spec.down_factor == 1 and spec.padding == (0, 0, 0, 0):
             x = x + self.bias[None, :, None, None]
             return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
-        up_h, up_w, down_h, down_w = self._resamplers(x)
-        return ops.filtered_lrelu(x, self.bias, up_h=up_h, up_w=up_w, down_h=down_h, down_w=down_w,
+        return ops.filtered_lrelu(x, self.bias, up_filter=self.up_filter, down_filter=self.down_filter,
+                                  up=spec.up_factor, down=spec.down_factor, padding=spec.padding,
                                   gain=gain, slope=slope, clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
@@ -258,7 +238,8 @@ class SynthesisNetwork(torch.nn.Module):
         for name in self.layer_names:
             style = self.style_hooks[name](styles[name])
             x = self.feature_hooks[name](getattr(self, name)(x, style, update_emas=update_emas))
-        return self.image_hook(x * self.output_scale)
+        # Layers hand on channels-last activations (see ops.filtered_lrelu); images are plain NCHW.
+        return self.image_hook((x * self.output_scale).contiguous())
 
     @staticmethod
     def _batch_transform(transform, t: torch.Tensor) -> torch.Tensor:

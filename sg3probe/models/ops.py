@@ -13,6 +13,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from sg3probe.models.filters import transposed_conv_crop
+
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool,
                      input_gain: torch.Tensor | None, padding: int) -> torch.Tensor:
@@ -38,18 +40,20 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return x
 
 
-def filtered_lrelu(x: torch.Tensor, bias: torch.Tensor, *, up_h: torch.Tensor, up_w: torch.Tensor,
-                   down_h: torch.Tensor, down_w: torch.Tensor, gain: float, slope: float,
-                   clamp: float | None) -> torch.Tensor:
-    """Bias, upsample, leaky ReLU, clamp, downsample, with resampling as matrix products.
+def filtered_lrelu(x: torch.Tensor, bias: torch.Tensor, *, up_filter: torch.Tensor | None,
+                   down_filter: torch.Tensor | None, up: int, down: int, padding: tuple[int, int, int, int],
+                   gain: float, slope: float, clamp: float | None) -> torch.Tensor:
+    """Bias, upsample, leaky ReLU (times gain), clamp, downsample; same arguments and result as
+    `reference_filtered_lrelu`, but neither the inserted zeros nor the discarded samples are computed.
 
-    up_h [Ht, H], up_w [Wt, W]: upsampling (zero insertion, padding, the up filter and its gain).
-    down_h [Ho, r*Ht], down_w [r*Wo, Wt]: decimating down filter as r separable terms (r = 1 for
-    1-D filters, 3-4 for StyleGAN3-R's radial ones; see filters.downsampling_matrices).
-    Only the kept output samples are ever computed.
+    x [N, C, H, W]; up_filter 1-D (separable); down_filter 1-D, or 2-D for StyleGAN3-R's radial
+    filters; padding (x0, x1, y0, y1) at the upsampled rate. Upsampling is a strided depthwise
+    transposed convolution per axis, downsampling a strided depthwise convolution; both run in
+    the channels-last layout, where oneDNN's depthwise kernels are fastest. Returns a
+    channels-last tensor (a memory layout only: values and indexing are those of NCHW).
     """
-    x = x + bias[None, :, None, None]
-    x = up_h @ (x @ up_w.t())  # [N, C, Ht, Wt]
+    x = _channels_last(x + bias[None, :, None, None])
+    x = upsample2d(x, up_filter, up, padding, gain=up ** 2)
     # The upsampled tensor is the largest temporary: work on it in place unless autograd needs it.
     inplace = not (torch.is_grad_enabled() and x.requires_grad)
     if slope != 1:
@@ -57,12 +61,59 @@ def filtered_lrelu(x: torch.Tensor, bias: torch.Tensor, *, up_h: torch.Tensor, u
     if clamp is not None:
         # clamp(gain * y, c) == gain * clamp(y, c / gain); the gain is applied while downsampling.
         x = x.clamp_(-clamp / gain, clamp / gain) if inplace else x.clamp(-clamp / gain, clamp / gain)
-    terms = down_h.shape[1] // x.shape[2]
-    x = x @ down_w.t()  # [N, C, Ht, r*Wo]
-    if terms > 1:
-        n, c, h, w = x.shape
-        x = x.reshape(n, c, h, terms, w // terms).permute(0, 1, 3, 2, 4).reshape(n, c, terms * h, w // terms)
-    return (down_h * gain) @ x
+    return downsample2d(x, down_filter, down, gain=gain)
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor | None, up: int, padding: tuple[int, int, int, int],
+               gain: float = 1.0) -> torch.Tensor:
+    """upfirdn2d's upsampling (insert zeros, pad/crop, separable filter f, times gain) of x [N, C, H, W].
+
+    One depthwise transposed convolution with stride `up` per axis: each input sample adds a
+    scaled copy of the filter to the output, so no inserted zero is multiplied.
+    """
+    n, c, h, w = x.shape
+    f = _taps(f, x)
+    taps = f.shape[0]
+    x0, x1, y0, y1 = padding
+    pre_w0, pre_w1, pad_w, crop_w0, crop_w1 = transposed_conv_crop(w, taps, up, x0, x1)
+    pre_h0, pre_h1, pad_h, crop_h0, crop_h1 = transposed_conv_crop(h, taps, up, y0, y1)
+    if pre_w0 or pre_w1 or pre_h0 or pre_h1:
+        x = _channels_last(F.pad(x, [pre_w0, pre_w1, pre_h0, pre_h1]))
+    f = f * (gain ** 0.5)  # half the gain on each axis
+    if up > 1 or taps > 1 or pad_w:
+        x = F.conv_transpose2d(x, f.view(1, 1, 1, taps).expand(c, 1, 1, taps), stride=(1, up), padding=(0, pad_w), groups=c)
+    if up > 1 or taps > 1 or pad_h:
+        x = F.conv_transpose2d(x, f.view(1, 1, taps, 1).expand(c, 1, taps, 1), stride=(up, 1), padding=(pad_h, 0), groups=c)
+    if crop_w0 or crop_w1 or crop_h0 or crop_h1:
+        x = x[:, :, crop_h0: x.shape[2] - crop_h1, crop_w0: x.shape[3] - crop_w1]
+    return x
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor | None, down: int, gain: float = 1.0) -> torch.Tensor:
+    """upfirdn2d's downsampling of x [N, C, H, W]: filter f (1-D separable or 2-D), times gain, keep every
+    `down`-th sample; a strided depthwise convolution that computes only the kept samples."""
+    c = x.shape[1]
+    f = _taps(f, x)
+    if f.ndim == 2:
+        f = f.flip([0, 1]) * gain
+        return F.conv2d(x, f[None, None].expand(c, 1, *f.shape), stride=down, groups=c)
+    taps = f.shape[0]
+    f = f.flip(0)
+    if down > 1 or taps > 1:
+        x = F.conv2d(x, (f * gain).view(1, 1, 1, taps).expand(c, 1, 1, taps), stride=(1, down), groups=c)
+        return F.conv2d(x, f.view(1, 1, taps, 1).expand(c, 1, taps, 1), stride=(down, 1), groups=c)
+    return x * gain if gain != 1 else x
+
+
+def _taps(f: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """The filter in x's dtype and device; None (NVIDIA's identity filter) as one unit tap."""
+    if f is None:
+        return torch.ones(1, dtype=x.dtype, device=x.device)
+    return f.to(x.dtype)
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 # ----------------------------------------------------------------------------------------------
