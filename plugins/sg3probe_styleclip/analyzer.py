@@ -85,7 +85,7 @@ class StyleCLIP(Analyzer):
         change_std: float = 1.0  # the side-effect table's move_rate counts moves of this many natural stds
         correlation_threshold: float = 0.2  # |r| from which another attribute counts as correlated
         grid_samples: int = 3
-        sweep_betas: str = "0.08,0.13,0.18"
+        sweep_betas: str = "0.1,0.13,0.2,0.3"
         sweep_alphas: str = "2,4,6"
         sweep_samples: int = 24
         sweep_roles: list[str] = field(default_factory=lambda: ["aligned"])
@@ -336,7 +336,8 @@ class _Study:
                     "reach it; side effects: share in which another attribute's decision flips (a continuous "
                     "attribute's decision: above the middle of its range); the side-effect table's move_rate: share "
                     f"in which it moves by {cfg.change_std:g} natural std; similarity_gain: mean change of the cosine "
-                    f"to the prompt ({cfg.text_model}). global (S) edits S, the mapper edits W+.",
+                    f"to the prompt ({cfg.text_model}). global (S) edits S, the mapper edits W+. The shaded box of "
+                    "the scatter plot: target reached in >= 70 % with the worst side effect <= 15 %.",
                     tables=[t for t in ("edits", "side effects") if t in tables],
                     figures=[f for f in ("target vs side effects", "side effects") if f in figs]),
             Section("Edit grids", "Rows: held-out samples of each model, unedited and edited by each method.",

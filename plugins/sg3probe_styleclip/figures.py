@@ -72,7 +72,7 @@ def method_comparison(edits: pd.DataFrame) -> Figure:
         for row in group.itertuples():
             ax.annotate(row.prompt.removeprefix("a face ").removeprefix("a "), (row.worst_side_effect_rate,
                         row.target_rate), fontsize=6, xytext=(3, 2), textcoords="offset points")
-    ax.axhspan(0.7, 1.02, xmin=0, xmax=0.15 / 1.02, color="green", alpha=0.08)
+    ax.axhspan(0.7, 1.02, xmin=0.02 / 1.04, xmax=0.17 / 1.04, color="green", alpha=0.08)  # >= 70 %, <= 15 %
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("worst side effect (share of samples)")
