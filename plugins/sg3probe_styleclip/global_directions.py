@@ -296,6 +296,31 @@ def _chunk_path(folder: Path, start: int, stop: int) -> Path:
     return folder / f"channels_{start:06d}_{stop:06d}.npy"
 
 
+def _check_manifest(folder: Path, manifest: dict) -> None:
+    """Write the cache's manifest, or check that the one there describes the same computation."""
+    path = folder / "manifest.json"
+    if path.exists():
+        found = json.loads(path.read_text())
+        if {k: found.get(k) for k in manifest} != manifest:
+            raise ConfigError(f"the global-direction cache {folder} holds another computation (its manifest "
+                              "differs); delete that folder")
+        return
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(temporary, path)
+
+
+def _read_chunks(folder: Path, channels: int, per_chunk: int) -> np.ndarray:
+    """The cached delta_i_c [channels, D]; NaN rows for chunks not computed yet."""
+    parts = []
+    for start in range(0, channels, per_chunk):
+        path = _chunk_path(folder, start, min(start + per_chunk, channels))
+        parts.append((start, np.load(path) if path.exists() else None))
+    dim = next((part.shape[1] for _, part in parts if part is not None), 0)
+    return np.concatenate([part if part is not None else np.full((min(per_chunk, channels - start), dim), np.nan,
+                                                                 np.float32) for start, part in parts])
+
+
 def channel_directions(G, model: TextImageScorer, settings: ProbeSettings = ProbeSettings(), *,
                        cache_dir: str | Path | None = None, model_sha256: str = "", batch_size: int = 32,
                        progress: Callable | None = None, max_chunks: int | None = None) -> ChannelDirections:
@@ -313,15 +338,7 @@ def channel_directions(G, model: TextImageScorer, settings: ProbeSettings = Prob
     folder.mkdir(parents=True, exist_ok=True)
     manifest = {"format": CACHE_FORMAT, "model": model_id, "text_model": text_id, "settings": asdict(settings),
                 "layers": list(layout.names), "sizes": list(layout.sizes), "channels": layout.channels}
-    manifest_path = folder / "manifest.json"
-    if manifest_path.exists():
-        found = json.loads(manifest_path.read_text())
-        if {k: found.get(k) for k in manifest} != manifest:
-            raise ConfigError(f"the global-direction cache {folder} holds another computation (its manifest "
-                              "differs); delete that folder")
-    else:
-        manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-
+    _check_manifest(folder, manifest)
     stats_path = folder / "statistics.npy"
     if stats_path.exists():
         mean_full, std_full = np.load(stats_path)
@@ -352,13 +369,7 @@ def channel_directions(G, model: TextImageScorer, settings: ProbeSettings = Prob
                 bar.update(1)
         if bar is not None:
             bar.close()
-    parts = []
-    for start in starts:
-        path = _chunk_path(folder, start, min(start + settings.channels_per_chunk, layout.channels))
-        parts.append(np.load(path) if path.exists() else None)
-    dim = next((p.shape[1] for p in parts if p is not None), 0)
-    directions = np.concatenate([p if p is not None else np.full((min(settings.channels_per_chunk,
-                                 layout.channels - s), dim), np.nan, np.float32) for p, s in zip(parts, starts)])
+    directions = _read_chunks(folder, layout.channels, settings.channels_per_chunk)
     return ChannelDirections(layout, directions, mean_full[positions], std_full[positions], positions, style_size,
                              folder, computed)
 
