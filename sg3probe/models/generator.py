@@ -178,11 +178,10 @@ class SynthesisLayer(torch.nn.Module):
                 x, self.bias, up_filter=self.up_filter, down_filter=self.down_filter, up=spec.up_factor,
                 down=spec.down_factor, padding=spec.padding, gain=gain, slope=slope, clamp=self.conv_clamp)
         x = ops.modulated_conv2d(x, self.weight, style, demodulate=not self.is_torgb,
-                                 input_gain=input_gain, padding=spec.conv_kernel - 1)
+                                 input_gain=input_gain, padding=spec.conv_kernel - 1, bias=self.bias)
         if self.is_torgb and spec.up_factor == spec.down_factor == 1 and spec.padding == (0, 0, 0, 0):
-            x = x + self.bias[None, :, None, None]
             return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
-        return ops.filtered_lrelu(x, self.bias, up_filter=self.up_filter, down_filter=self.down_filter,
+        return ops.filtered_lrelu(x, None, up_filter=self.up_filter, down_filter=self.down_filter,
                                   up=spec.up_factor, down=spec.down_factor, padding=spec.padding,
                                   gain=gain, slope=slope, clamp=self.conv_clamp)
 

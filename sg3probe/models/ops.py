@@ -17,30 +17,38 @@ from sg3probe.models.filters import transposed_conv_crop
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool,
-                     input_gain: torch.Tensor | None, padding: int) -> torch.Tensor:
-    """Style-modulated convolution, computed by scaling activations instead of weights.
+                     input_gain: torch.Tensor | None, padding: int,
+                     bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Style-modulated convolution (plus bias), computed by scaling activations instead of weights.
 
-    x [N, I, H, W], weight [O, I, k, k], styles [N, I] -> [N, O, H + 2p - k + 1, ...].
+    x [N, I, H, W], weight [O, I, k, k], styles [N, I], bias [O] -> [N, O, H + 2p - k + 1, ...].
     Modulating the input channels, convolving with the shared weight and demodulating the output
     channels equals a grouped convolution with per-sample weights, at the cost of one ordinary
     convolution. The style normalisation is per sample (NVIDIA uses one scalar for the whole
     batch); demodulation cancels it except inside the 1e-8 epsilon, so the two agree to float32
-    precision and our outputs do not depend on what else is in the batch.
+    precision and our outputs do not depend on what else is in the batch. NVIDIA's weight
+    pre-normalisation (w / rms over (i, kh, kw), per output channel) is a per-output-channel factor
+    too: it is folded into the demodulation scale, which is applied together with the bias in one
+    pass over the output (a full-size pass costs as much as a small convolution here).
     """
     if demodulate:
-        weight = weight * weight.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
+        w_sq = weight.square().sum(dim=[2, 3])  # [O, I]: sum over (kh, kw) of w^2
+        w_gain_sq = w_sq.shape[1] * weight.shape[2] * weight.shape[3] / w_sq.sum(dim=1)  # [O]: 1 / mean(w^2)
         styles = styles * styles.square().mean(dim=1, keepdim=True).rsqrt()
-        # sum over (i, kh, kw) of (w[o,i] * s[n,i])^2, as one [N, I] x [I, O] product.
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
+        # sum over (i, kh, kw) of (gain_o * w[o,i] * s[n,i])^2; elementwise, since [N, O, I] is small
+        # and a tiny multi-threaded GEMM costs a thread synchronisation per call.
+        energy = (styles.square()[:, None, :] * w_sq[None]).sum(dim=2) * w_gain_sq  # [N, O]
+        out_scale = (energy + 1e-8).rsqrt() * w_gain_sq.sqrt()  # demodulation x weight normalisation
     scale = styles if input_gain is None else styles * input_gain
-    x = x * scale[:, :, None, None]
-    x = F.conv2d(x, weight, padding=padding)
+    x = F.conv2d(x * scale[:, :, None, None], weight, padding=padding)
     if demodulate:
-        x = x * dcoefs[:, :, None, None]
-    return x
+        if bias is None:
+            return x * out_scale[:, :, None, None]
+        return torch.addcmul(bias[None, :, None, None], x, out_scale[:, :, None, None])
+    return x if bias is None else x + bias[None, :, None, None]
 
 
-def filtered_lrelu(x: torch.Tensor, bias: torch.Tensor, *, up_filter: torch.Tensor | None,
+def filtered_lrelu(x: torch.Tensor, bias: torch.Tensor | None, *, up_filter: torch.Tensor | None,
                    down_filter: torch.Tensor | None, up: int, down: int, padding: tuple[int, int, int, int],
                    gain: float, slope: float, clamp: float | None) -> torch.Tensor:
     """Bias, upsample, leaky ReLU (times gain), clamp, downsample; same arguments and result as
@@ -51,8 +59,9 @@ def filtered_lrelu(x: torch.Tensor, bias: torch.Tensor, *, up_filter: torch.Tens
     transposed convolution per axis, downsampling a strided depthwise convolution; both run in
     the channels-last layout, where oneDNN's depthwise kernels are fastest. Returns a
     channels-last tensor (a memory layout only: values and indexing are those of NCHW).
+    bias None: already added (modulated_conv2d adds it in its last pass).
     """
-    x = _channels_last(x + bias[None, :, None, None])
+    x = _channels_last(x if bias is None else x + bias[None, :, None, None])
     x = upsample2d(x, up_filter, up, padding, gain=up ** 2)
     # The upsampled tensor is the largest temporary: work on it in place unless autograd needs it.
     inplace = not (torch.is_grad_enabled() and x.requires_grad)
