@@ -89,10 +89,11 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor | None, up: int, padding: tuple[
     if pre_w0 or pre_w1 or pre_h0 or pre_h1:
         x = _channels_last(F.pad(x, [pre_w0, pre_w1, pre_h0, pre_h1]))
     f = f * (gain ** 0.5)  # half the gain on each axis
-    if up > 1 or taps > 1 or pad_w:
-        x = F.conv_transpose2d(x, f.view(1, 1, 1, taps).expand(c, 1, 1, taps), stride=(1, up), padding=(0, pad_w), groups=c)
+    # Rows first: oneDNN's kernel along W costs less per output sample, so it gets the larger output.
     if up > 1 or taps > 1 or pad_h:
         x = F.conv_transpose2d(x, f.view(1, 1, taps, 1).expand(c, 1, taps, 1), stride=(up, 1), padding=(pad_h, 0), groups=c)
+    if up > 1 or taps > 1 or pad_w:
+        x = F.conv_transpose2d(x, f.view(1, 1, 1, taps).expand(c, 1, 1, taps), stride=(1, up), padding=(0, pad_w), groups=c)
     if crop_w0 or crop_w1 or crop_h0 or crop_h1:
         x = x[:, :, crop_h0: x.shape[2] - crop_h1, crop_w0: x.shape[3] - crop_w1]
     return x
@@ -108,7 +109,7 @@ def downsample2d(x: torch.Tensor, f: torch.Tensor | None, down: int, gain: float
         return F.conv2d(x, f[None, None].expand(c, 1, *f.shape), stride=down, groups=c)
     taps = f.shape[0]
     f = f.flip(0)
-    if down > 1 or taps > 1:
+    if down > 1 or taps > 1:  # columns first, for the same reason as in upsample2d
         x = F.conv2d(x, (f * gain).view(1, 1, 1, taps).expand(c, 1, 1, taps), stride=(1, down), groups=c)
         return F.conv2d(x, f.view(1, 1, taps, 1).expand(c, 1, taps, 1), stride=(down, 1), groups=c)
     return x * gain if gain != 1 else x
