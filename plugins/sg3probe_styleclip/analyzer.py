@@ -226,7 +226,9 @@ class _Study:
                 self._timing(role, f"global: {prompt.text}", started, bench.renders - renders)
                 self.arrays[f"direction_{role}_{_slug(prompt.text)}"] = direction.vector
                 if role in cfg.sweep_roles and prompt.target is not None:
+                    started, renders = time.perf_counter(), bench.renders
                     self._sweep(role, prompt, directions, bench, original)
+                    self._timing(role, f"beta x alpha sweep: {prompt.text}", started, bench.renders - renders)
             if mappers and (not cfg.mapper_prompts or prompt.text in cfg.mapper_prompts):
                 started = time.perf_counter()
                 trained = train_mapper(G, self.text_model, prompt.embedding, train_ws, cfg.mapper_settings(),
