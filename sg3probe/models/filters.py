@@ -1,4 +1,4 @@
-"""Low-pass filter design and the resampling matrices that apply them.
+"""Low-pass filter design and the index arithmetic of resampling with those filters (upfirdn).
 
 A FIR resampling step (insert zeros, pad or crop, filter, keep every n-th sample) is computed
 without the zeros and without the discarded samples: upsampling as a strided transposed

@@ -109,7 +109,7 @@ def downsample2d(x: torch.Tensor, f: torch.Tensor | None, down: int, gain: float
         return F.conv2d(x, f[None, None].expand(c, 1, *f.shape), stride=down, groups=c)
     taps = f.shape[0]
     f = f.flip(0)
-    if down > 1 or taps > 1:  # columns first, for the same reason as in upsample2d
+    if down > 1 or taps > 1:  # columns first: the cheaper kernel (see upsample2d) gets the larger input
         x = F.conv2d(x, (f * gain).view(1, 1, 1, taps).expand(c, 1, 1, taps), stride=(1, down), groups=c)
         return F.conv2d(x, f.view(1, 1, taps, 1).expand(c, 1, taps, 1), stride=(down, 1), groups=c)
     return x * gain if gain != 1 else x
