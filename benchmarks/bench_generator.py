@@ -89,7 +89,8 @@ def _child(args: list[str], malloc: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="t64,r64,t256")
-    parser.add_argument("--malloc", default="tuned,default", help="comma-separated: tuned (the CLI's), default (glibc's)")
+    parser.add_argument("--malloc", default="tuned,default",
+                        help="comma-separated: tuned (the CLI's), default (glibc's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per formulation (default per config)")
     parser.add_argument("--time", metavar="CONFIG", help=argparse.SUPPRESS)
@@ -117,7 +118,8 @@ def main() -> None:
             if name not in CONFIGS:
                 parser.error(f"--configs: unknown configuration {name!r}; choose from {', '.join(CONFIGS)}")
             common = ["--threads", str(args.threads)]
-            timing = _child(["--time", name, *common] + (["--repeats", str(args.repeats)] if args.repeats else []), malloc)
+            repeats = ["--repeats", str(args.repeats)] if args.repeats else []
+            timing = _child(["--time", name, *common, *repeats], malloc)
             peaks = {impl: _child(["--peak", name, impl, *common], malloc)["peak_mb"] for impl in IMPLS}
             batch, best, median = timing["batch"], timing["best_s"], timing["median_s"]
             speed = {impl: f"{batch / best[impl]:.2f} ({batch / median[impl]:.2f})" for impl in IMPLS}

@@ -91,9 +91,11 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor | None, up: int, padding: tuple[
     f = f * (gain ** 0.5)  # half the gain on each axis
     # Rows first: oneDNN's kernel along W costs less per output sample, so it gets the larger output.
     if up > 1 or taps > 1 or pad_h:
-        x = F.conv_transpose2d(x, f.view(1, 1, taps, 1).expand(c, 1, taps, 1), stride=(up, 1), padding=(pad_h, 0), groups=c)
+        x = F.conv_transpose2d(x, f.view(1, 1, taps, 1).expand(c, 1, taps, 1), stride=(up, 1),
+                               padding=(pad_h, 0), groups=c)
     if up > 1 or taps > 1 or pad_w:
-        x = F.conv_transpose2d(x, f.view(1, 1, 1, taps).expand(c, 1, 1, taps), stride=(1, up), padding=(0, pad_w), groups=c)
+        x = F.conv_transpose2d(x, f.view(1, 1, 1, taps).expand(c, 1, 1, taps), stride=(1, up),
+                               padding=(0, pad_w), groups=c)
     if crop_w0 or crop_w1 or crop_h0 or crop_h1:
         x = x[:, :, crop_h0: x.shape[2] - crop_h1, crop_w0: x.shape[3] - crop_w1]
     return x
