@@ -61,20 +61,27 @@ def _enlarge(picture, scale: int):
               help="torch CPU threads.")
 def train_scorers(out_dir: Path, steps: int, seed: int, held_out: int, threads: int) -> None:
     """Train the toy scorer net (attributes, part masks, pose) on renders and measure its gates."""
+    from sg3probe.toyworld import scorer_training
+
+    _train_and_check(scorer_training, out_dir, steps, seed, held_out, threads)
+
+
+def _train_and_check(module, out_dir: Path, steps: int, seed: int, held_out: int, threads: int,
+                     gates: str = "gates") -> None:
+    """Train a shipped toy network with `module.train_and_save`, print its held-out figures, and
+    exit non-zero when a gate fails."""
     import json
 
     import torch
 
-    from sg3probe.toyworld.scorer_training import TrainingConfig, train_and_save
-
     torch.set_num_threads(threads)
-    path, figures = train_and_save(out_dir, TrainingConfig(steps=steps, seed=seed), n_held_out=held_out,
-                                   log=click.echo)
+    path, figures = module.train_and_save(out_dir, module.TrainingConfig(steps=steps, seed=seed),
+                                          n_held_out=held_out, log=click.echo)
     click.echo(json.dumps(figures, indent=1))
     click.echo(f"wrote {path}")
     failed = [name for name, passed in figures["passed"].items() if not passed]
     if failed:
-        raise click.ClickException(f"held-out gates failed: {', '.join(failed)}; train longer (--steps)")
+        raise click.ClickException(f"held-out {gates} failed: {', '.join(failed)}; train longer (--steps)")
 
 
 @toy.command("train-textimage")
@@ -90,20 +97,9 @@ def train_scorers(out_dir: Path, steps: int, seed: int, held_out: int, threads: 
               help="torch CPU threads.")
 def train_textimage(out_dir: Path, steps: int, seed: int, held_out: int, threads: int) -> None:
     """Train the toy text-image model (toyclip) on captioned renders and measure its retrieval gate."""
-    import json
+    from sg3probe.toyworld import textimage
 
-    import torch
-
-    from sg3probe.toyworld.textimage import TrainingConfig, train_and_save
-
-    torch.set_num_threads(threads)
-    path, figures = train_and_save(out_dir, TrainingConfig(steps=steps, seed=seed), n_held_out=held_out,
-                                   log=click.echo)
-    click.echo(json.dumps(figures, indent=1))
-    click.echo(f"wrote {path}")
-    failed = [name for name, passed in figures["passed"].items() if not passed]
-    if failed:
-        raise click.ClickException(f"held-out gate failed: {', '.join(failed)}; train longer (--steps)")
+    _train_and_check(textimage, out_dir, steps, seed, held_out, threads, gates="gate")
 
 
 @toy.command("evaluate")

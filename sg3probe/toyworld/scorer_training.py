@@ -159,6 +159,20 @@ def _loss(net: ToyFacesNet, batch: Batch, images: torch.Tensor) -> tuple[torch.T
     return total, parts
 
 
+def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The toy networks' learning-rate schedule: linear warm-up (100 steps at most, a tenth of a
+    short run), then cosine decay to 2 % of the base rate at `steps`."""
+    warmup = min(100, steps // 10 + 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, steps - warmup)
+        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def train_scorer_net(config: TrainingConfig = TrainingConfig(),
                      progress: Callable[[int, dict[str, float]], None] | None = None) -> ToyFacesNet:
     """Train a `ToyFacesNet` from scratch on fresh renders; deterministic in `config.seed`."""
@@ -168,15 +182,7 @@ def train_scorer_net(config: TrainingConfig = TrainingConfig(),
     net = ToyFacesNet(channels=config.channels, hidden=config.hidden)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
-    warmup = min(100, config.steps // 10 + 1)
-
-    def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 2 %
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, config.steps - warmup)
-        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * t))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = warmup_cosine_schedule(optimizer, config.steps)
     augment_generator = torch.Generator().manual_seed(config.seed)
     net.train()
     for step in range(config.steps):

@@ -32,7 +32,7 @@ CONTINUOUS = tuple(info.name for info in ATTRIBUTES if info.kind == "continuous"
 POSE_NAMES = ("angle_deg", "tx", "ty")
 
 
-def _block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+def conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
     """Two 3x3 conv + BatchNorm + ReLU; the first one strided when downsampling."""
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
@@ -65,10 +65,10 @@ class ToyFacesNet(nn.Module):
         self.hidden = hidden
         widths = (3, *channels)
         self.encoder = nn.ModuleList(
-            _block(widths[i], widths[i + 1], stride=1 if i == 0 else 2) for i in range(5))
+            conv_block(widths[i], widths[i + 1], stride=1 if i == 0 else 2) for i in range(5))
         # Decoder: upsample, concatenate the encoder's features at that scale, refine.
         self.decoder = nn.ModuleList(
-            _block(channels[i + 1] + channels[i], channels[i], stride=1) for i in reversed(range(4)))
+            conv_block(channels[i + 1] + channels[i], channels[i], stride=1) for i in reversed(range(4)))
         self.region_head = nn.Conv2d(channels[0], len(REGIONS), 1)
         code_size = channels[-1] * (RESOLUTION // 16) ** 2
         self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(code_size, hidden), nn.ReLU(inplace=True))

@@ -43,7 +43,8 @@ from sg3probe.errors import CheckpointError
 from sg3probe.toyworld import captions
 from sg3probe.toyworld.attributes import FaceParams, sample_params
 from sg3probe.toyworld.render import RESOLUTION, render
-from sg3probe.toyworld.scorer_training import HELD_OUT_SEED, augment
+from sg3probe.toyworld.scorer_training import HELD_OUT_SEED, augment, warmup_cosine_schedule
+from sg3probe.toyworld.scorers import conv_block
 
 FORMAT = "sg3probe-toyclip"
 FORMAT_VERSION = 1
@@ -76,18 +77,6 @@ class TrainingConfig:
 
 # -- the network -----------------------------------------------------------------------------------
 
-def _block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
-    """Two 3x3 conv + BatchNorm + ReLU; the first one strided when downsampling."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
-
-
 class ToyClipNet(nn.Module):
     """Image and text encoders into one unit-norm embedding space, and CLIP's temperature."""
 
@@ -102,7 +91,7 @@ class ToyClipNet(nn.Module):
         self.word_dim, self.text_hidden, self.embedding_dim = word_dim, text_hidden, embedding_dim
         widths = (3, *channels)
         self.image_blocks = nn.Sequential(
-            *(_block(widths[i], widths[i + 1], stride=1 if i == 0 else 2) for i in range(5)))
+            *(conv_block(widths[i], widths[i + 1], stride=1 if i == 0 else 2) for i in range(5)))
         self.image_projection = nn.Linear(channels[-1], embedding_dim)
         self.word_embedding = nn.Embedding(len(self.vocabulary), word_dim, padding_idx=0)
         self.text_rnn = nn.GRU(word_dim, text_hidden, batch_first=True, bidirectional=True)
@@ -312,15 +301,7 @@ def train_toyclip(config: TrainingConfig = TrainingConfig(),
     net = ToyClipNet(captions.vocabulary(), channels=config.channels, word_dim=config.word_dim,
                      text_hidden=config.text_hidden, embedding_dim=config.embedding_dim)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    warmup = min(100, config.steps // 10 + 1)
-
-    def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 2 %
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, config.steps - warmup)
-        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * t))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = warmup_cosine_schedule(optimizer, config.steps)
     augment_generator = torch.Generator().manual_seed(config.seed)
     net.train()
     for step in range(config.steps):
