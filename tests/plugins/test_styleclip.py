@@ -14,8 +14,6 @@ from click.testing import CliRunner
 
 from sg3probe.analyzer import AnalysisContext, InMemorySampleSet, check_analyzer_class
 from sg3probe.errors import CheckpointError, ConfigError
-from sg3probe.models.architecture import stylegan3_config
-from sg3probe.models.generator import Generator
 from sg3probe.scorer import Attribute, Scorer
 from sg3probe.textimage import TextImageScorer
 from sg3probe_styleclip.analyzer import StyleCLIP
@@ -87,20 +85,6 @@ class ColourGenerator(torch.nn.Module):
         styles = self.styles(ws) if styles is None else styles
         colour = (styles["L0_4_6"] @ COLOURS.to(styles["L0_4_6"].dtype)) / 10  # [B, 3]
         return torch.tanh(colour)[:, :, None, None].expand(-1, 3, 4, 4)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    """A 16 px StyleGAN3-T with 28 non-ToRGB style channels and num_ws 6."""
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    config = stylegan3_config(img_resolution=16, channel_base=64, channel_max=8, z_dim=16, w_dim=16,
-                              num_layers=4, mapping_layers=1, num_fp16_res=0)
-    G = Generator(config).eval().requires_grad_(False)
-    with torch.no_grad():
-        for name in G.synthesis.layer_names:
-            getattr(G.synthesis, name).bias.normal_(0, 0.1)
-    return G
 
 
 SMALL = ProbeSettings(probe_seeds="0-2", stats_seeds="0-199", channels_per_chunk=8)

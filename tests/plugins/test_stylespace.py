@@ -6,8 +6,6 @@ import torch
 
 from sg3probe.analyzer import AnalysisContext, InMemorySampleSet
 from sg3probe.errors import ConfigError
-from sg3probe.models.architecture import stylegan3_config
-from sg3probe.models.generator import Generator
 from sg3probe.scorer import Attribute, Scorer, Segmentation
 from sg3probe_stylespace.analyzer import StyleSpace
 from sg3probe_stylespace.gradients import (gradient_maps, pooled_render, read_gradient_maps, style_layout,
@@ -15,20 +13,6 @@ from sg3probe_stylespace.gradients import (gradient_maps, pooled_render, read_gr
 from sg3probe_stylespace.localization import (RunningMoments, attribute_relevance, downsample_masks, localize,
                                               overlap_scores, ranked_channels, region_frequency, select_positives,
                                               top_regions)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    """A 16 px StyleGAN3-T with 28 non-ToRGB style channels; float64 for the finite differences."""
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    config = stylegan3_config(img_resolution=16, channel_base=64, channel_max=8, z_dim=16, w_dim=16,
-                              num_layers=4, mapping_layers=1, num_fp16_res=0)
-    G = Generator(config).eval().requires_grad_(False)
-    with torch.no_grad():
-        for name in G.synthesis.layer_names:
-            getattr(G.synthesis, name).bias.normal_(0, 0.1)
-    return G
 
 
 def _ws(G, count, seed=0):
