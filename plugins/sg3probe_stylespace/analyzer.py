@@ -101,7 +101,6 @@ class _Study:
                               "sample more seeds or lower them")
         transforms = np.asarray(samples["transforms"], dtype=np.float32) if "transforms" in samples else None
         wplus = samples["wplus"]
-        self._samples = samples
         region_names, result = None, {}
         if role in cfg.gradient_roles:
             started = time.perf_counter()
@@ -131,7 +130,7 @@ class _Study:
             self.arrays[f"frac_{role}"] = frac
             self._localization_tables(role, layout, region_names, frac, found)
             self._timing(role, "localization", started, len(rows))
-            result = self._edits(role, G, layout, std, wplus, transforms, region_names, frac, found)
+            result = self._edits(role, G, layout, std, samples, transforms, region_names, frac, found)
             self.figures[f"gradient overlays ({role})"] = figures.gradient_overlay(
                 images[0], overlay_maps, [result[r][0] for r in result][:6], layout.channel_names(),
                 list(result)[:6])
@@ -157,9 +156,9 @@ class _Study:
         self.metrics.setdefault(role, {})["localized_channels"] = localized
         self.metrics[role]["channels"] = len(found)
 
-    def _edits(self, role, G, layout, std, wplus, transforms, region_names, frac, found) -> dict:
+    def _edits(self, role, G, layout, std, samples, transforms, region_names, frac, found) -> dict:
         """Edit the top channel of each region on the held-out samples; locality per region."""
-        cfg = self.cfg
+        cfg, wplus = self.cfg, samples["wplus"]
         started = time.perf_counter()
         held = np.arange(cfg.gradient_images, cfg.gradient_images + cfg.edit_samples)
         originals = _render(G, wplus, held, transforms, None, cfg.batch_size)
@@ -197,13 +196,13 @@ class _Study:
             self.figures[f"edit {region_name} ({role})"] = figures.edit_grid(
                 torch.stack(grid, dim=1), alphas, f"{region_name}: {edit[0]}:{edit[1]}  locality {locality:.2f}")
         self._timing(role, "edits", started, len(held))
-        self._w_versus_s(role, G, held, transforms, originals, masks, region_names)
+        self._w_versus_s(role, G, samples, held, transforms, originals, masks, region_names)
         return chosen
 
-    def _w_versus_s(self, role, G, held, transforms, originals, masks, region_names) -> None:
+    def _w_versus_s(self, role, G, samples, held, transforms, originals, masks, region_names) -> None:
         """The paper's comparison: locality of the best W (InterFaceGAN) edit of any attribute in a
         region versus the best single S channel there, on the same held-out samples."""
-        cfg, samples = self.cfg, self._samples
+        cfg = self.cfg
         if "scores" not in samples:
             return
         started = time.perf_counter()
@@ -220,7 +219,7 @@ class _Study:
             shares = np.full((2, len(region_names)), np.nan)
             for k, sign in enumerate((-1.0, 1.0)):
                 step = sign * cfg.w_edit_sigmas * boundary.projection_std * boundary.normal
-                edited = _render(G, self._wplus_plus(held, step), np.arange(len(held)),
+                edited = _render(G, _wplus_plus(samples["wplus"], held, step), np.arange(len(held)),
                                  None if transforms is None else transforms[held], None, cfg.batch_size)
                 change = (edited - originals).abs().mean(dim=1)
                 for r, region_mask in enumerate(inside):
@@ -244,10 +243,6 @@ class _Study:
                 "W locality": round(w_locality, 3), "S - W": round(row["locality"] - w_locality, 3)})
         self._timing(role, "W vs S", started, len(held))
 
-    def _wplus_plus(self, rows, step) -> np.ndarray:
-        """The W+ codes of sample rows with a W step added to every row of each."""
-        wplus = np.asarray(self._samples["wplus"][rows], dtype=np.float32)
-        return wplus + step.astype(np.float32)[None, None, :]
 
     def _attributes(self, role, samples, mean, std, layout) -> None:
         cfg = self.cfg
@@ -329,6 +324,11 @@ def _render(G, wplus, rows, transforms, edit, batch_size) -> torch.Tensor:
                 styles[layer][:, channel] += alpha * sigma
             out.append(G.synthesis(styles=styles, transform=transform).cpu())
     return torch.cat(out)
+
+
+def _wplus_plus(wplus, rows, step) -> np.ndarray:
+    """The W+ codes of sample rows with a W step added to every row of each."""
+    return np.asarray(wplus[rows], dtype=np.float32) + step.astype(np.float32)[None, None, :]
 
 
 def _dilate(masks: torch.Tensor, pixels: int) -> torch.Tensor:
