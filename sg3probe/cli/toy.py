@@ -121,7 +121,7 @@ def evaluate(models: tuple[str, ...], count: int, seed: int, unaligned_flags: tu
 
     from sg3probe.checkpoints import load_model
     from sg3probe.plugin_manager import get_plugin_manager
-    from sg3probe.toyworld.evaluation import evaluate_generator, format_gates, gates_to_json
+    from sg3probe.toyworld.evaluation import evaluate_generator, format_gates, gates_to_json, render_fidelity
     from sg3probe.toyworld.latents import noise_matrix_from_metadata
 
     scorer = get_plugin_manager().get_scorer("toyfaces")(device=device)
@@ -142,6 +142,11 @@ def evaluate(models: tuple[str, ...], count: int, seed: int, unaligned_flags: tu
         results[source] = {"aligned": aligned, "n": count, "seed": seed, "sha256": model.sha256,
                            "regions_from_ground_truth": matrix is not None,
                            **gates_to_json(gates)}
+        if matrix is not None:
+            fidelity = render_fidelity(model.generator, aligned, matrix, n=count, seed=seed)
+            click.echo("  not a gate: mean |generated - render of z| per region (0-1 units): " +
+                       ", ".join(f"{name} {value:.3f}" for name, value in fidelity.items()))
+            results[source]["render_fidelity"] = fidelity
         all_passed &= results[source]["passed"]
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1) + "\n")

@@ -228,6 +228,33 @@ def evaluate_generator(generator: Any, scorer: Scorer, aligned: bool, n: int = 2
     return check_gates(samples, renderer_reference(aligned, n=max(n, 2000)))
 
 
+@torch.no_grad()
+def render_fidelity(generator: Any, aligned: bool, noise_matrix: torch.Tensor, n: int = 2000, seed: int = 0,
+                    batch_size: int = 100) -> dict[str, float]:
+    """Mean |generated - render of z| (in [0, 1] units) inside each region of the render, and overall.
+
+    A check that does not go through the toy scorer: how close each generated face is, region by
+    region, to the face its latent stands for (only for generators trained by `sg3probe toy train`).
+    """
+    from sg3probe.sampling.latents import z_from_seeds
+    from sg3probe.toyworld.latents import ground_truth
+
+    sums, counts = np.zeros(len(REGIONS) + 1), np.zeros(len(REGIONS) + 1)
+    for seeds in _seed_batches(n, seed, batch_size):
+        z = z_from_seeds(seeds, generator.z_dim, device=generator.device)
+        images = generator(z, None).float().clamp(-1, 1).cpu()
+        target = render(ground_truth(z.cpu(), aligned, noise_matrix))
+        error = (images - target.images).abs().mean(dim=1) / 2  # [B, H, W] in [0, 1] units
+        for index in range(len(REGIONS)):
+            inside = target.masks == index
+            sums[index] += float(error[inside].sum())
+            counts[index] += float(inside.sum())
+        sums[-1] += float(error.sum())
+        counts[-1] += error.numel()
+    names = (*REGIONS, "all pixels")
+    return {name: float(sums[i] / counts[i]) for i, name in enumerate(names) if counts[i]}
+
+
 def gates_to_json(gates: list[Gate]) -> dict[str, Any]:
     """JSON-able summary: every gate, and whether all passed."""
     return {"passed": all(g.passed for g in gates),

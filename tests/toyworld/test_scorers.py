@@ -19,6 +19,7 @@ from sg3probe.toyworld.evaluation import (
     ScoredSamples,
     check_gates,
     evaluate_generator,
+    render_fidelity,
     gates_to_json,
     renderer_reference,
 )
@@ -220,6 +221,23 @@ def test_renders_pass_every_generator_gate(scorer, aligned, ground_truth):
     assert gates_to_json(gates)["passed"] is True
     assert any(g.name == f"region hair found {'where expected' if ground_truth else '/ expected'}"
                for g in gates)
+
+
+def test_render_fidelity_is_zero_for_the_renderer_and_grows_with_blur():
+    exact = render_fidelity(RendererGenerator(aligned=True), aligned=True, noise_matrix=torch.eye(NOISE_DIM),
+                            n=20, batch_size=10)
+    assert {"eyes", "mouth", "all pixels"} <= set(exact) <= {*REGIONS, "all pixels"}
+    assert max(exact.values()) < 1e-6
+
+    class Blurred(RendererGenerator):
+        def __call__(self, z, c=None, truncation_psi=1.0):
+            return torch.nn.functional.avg_pool2d(super().__call__(z), 5, stride=1, padding=2,
+                                                  count_include_pad=False)
+
+    blurred = render_fidelity(Blurred(aligned=True), aligned=True, noise_matrix=torch.eye(NOISE_DIM), n=20,
+                              batch_size=10)
+    # Blur wipes out the small parts much more than the large ones.
+    assert blurred["eyes"] > 3 * blurred["background"] > 0
 
 
 def test_gates_fail_for_a_collapsed_generator():
