@@ -37,15 +37,25 @@ class Findings:
     numbers: dict[str, dict] = field(default_factory=dict)
 
 
-def pose_rows(rows: pd.DataFrame, num_ws: int, cover: float = 0.8) -> Target:
-    """The rows to hold for pose: the shortest prefix ws[0..k] with `cover` of the rotation change."""
+def pose_rows(rows: pd.DataFrame, num_ws: int, standout: float = 3.0) -> Target:
+    """The rows to hold for pose in the strips: ws[0..k], where k is the last index in the first
+    half of ws whose rotation share stands out (>= `standout` x the median share), and at least 1
+    (the paper's ws[0..1]).
+
+    A cumulative share would not do: every index's share has a floor from the measurement's noise,
+    and content codes at the end move the pose scorer a little, so covering most of the total
+    would hold nearly every code and leave no content to change.
+    """
     singles = _singles(rows)
+    fallback = Target(0, min(1, num_ws - 1))
     if singles.empty or singles["rotation_share"].isna().all():
-        return Target(0, min(1, num_ws - 1))
-    ordered = singles.sort_values("first")
-    share = ordered["rotation_share"].fillna(0).to_numpy()
-    position = min(int(np.searchsorted(np.cumsum(share), cover * share.sum())), len(share) - 1)
-    return Target(0, min(int(ordered["first"].iloc[position]), num_ws - 1))
+        return fallback
+    share = singles.set_index("first")["rotation_share"].fillna(0.0)
+    floor = float(share.median())
+    early = share[share.index < max(num_ws // 2, 2)]
+    standing_out = early[early >= standout * floor] if floor > 0 else early[early > 0]
+    last = int(standing_out.index.max()) if len(standing_out) else 1
+    return Target(0, min(max(last, 1), num_ws - 1))
 
 
 def _singles(rows: pd.DataFrame) -> pd.DataFrame:

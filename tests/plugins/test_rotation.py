@@ -9,6 +9,7 @@ ground truth for rotations and translations.
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -236,3 +237,20 @@ def test_rotation_config_errors_name_the_key(t64):
 
     with pytest.raises(ConfigError, match="modes"):
         Rotation.make_config({"modes": ["spin"]})
+
+
+def test_pose_rows_hold_the_early_codes_that_stand_out_not_the_noise_floor():
+    from sg3probe_rotation.report import pose_rows
+
+    def rows(shares):
+        return pd.DataFrame({"kind": "index", "mode": "resample", "first": range(len(shares)),
+                             "rotation_share": shares})
+
+    noise = [0.03] * 16
+    # Pose in ws[0..2] plus a noise floor and a content code at the end: hold ws[0..2], not ws[0..14].
+    assert pose_rows(rows([0.4, 0.15, 0.1] + noise[3:15] + [0.2]), 16).rows == slice(0, 3)
+    # Only ws[0] stands out: still hold ws[0..1], as the paper does.
+    assert pose_rows(rows([0.5] + noise[1:]), 16).label == "0-1"
+    # Nothing stands out (an aligned model), or nothing measured: the paper's ws[0..1].
+    assert pose_rows(rows(noise), 16).label == "0-1"
+    assert pose_rows(pd.DataFrame(columns=["kind", "mode", "first", "rotation_share"]), 16).label == "0-1"
