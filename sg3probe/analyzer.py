@@ -177,6 +177,11 @@ class Analyzer:
     class Config:
         """No options. Subclasses define their own dataclass named Config, with defaults."""
 
+    def prepare(self, cfg: Any, device: str) -> None:
+        """Load or check what the analysis needs besides samples (model files, say), before any
+        sampling starts, so that a missing file fails at once rather than after minutes of work.
+        Raise a `sg3probe.errors` error with a one-line message. The default does nothing."""
+
     def analyze(self, samples: Samples, ctx: AnalysisContext, cfg: Any) -> AnalysisResult:
         """Analyse the samples (one SampleSet per model role) and return structured results."""
         raise NotImplementedError(f"{type(self).__name__}.analyze")

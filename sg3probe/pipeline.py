@@ -112,6 +112,9 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
     if config.scorer and (needs.scores or needs.images):
         scorer = manager.get_scorer(config.scorer)(device=str(device))
 
+    analyzer = analyzer_cls()
+    analyzer.prepare(analyzer_cfg, str(device))
+
     folder = Path(out) if out else allocate_run_dir(root, name, Path(models[roles[0]].source).stem)
     plugins = [{"name": info.name, "version": info.version} for info in manager.plugin_info()]
     record = dict(analyzers=[name], device=str(device), threads=threads, seeds=config.sampling.seeds, plugins=plugins,
@@ -133,7 +136,7 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
                               seed=config.seed, progress=_progress_factory(progress), log=run.log.getChild(name))
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
         with run.timing(f"analyze {name}"):
-            result = analyzer_cls().analyze(samples, ctx, analyzer_cfg)
+            result = analyzer.analyze(samples, ctx, analyzer_cfg)
         ResultWriter(folder).write(analyzer_cls.name, result)
     render_report(folder)  # after the run is marked complete, so the report says so
     return folder

@@ -125,13 +125,19 @@ class StyleCLIP(Analyzer):
     def __init__(self, text_model: TextImageScorer | None = None) -> None:
         self.text_model = text_model  # None: load cfg.text_model by name
 
+    def prepare(self, cfg, device: str) -> None:
+        """Check the settings and load the text-image model before sampling: a missing open_clip
+        checkpoint fails at once, not after the samples are drawn."""
+        cfg.probe_settings().check()
+        cfg.mapper_settings().check()
+        if self.text_model is None:
+            self.text_model = load_text_model(cfg.text_model, device)
+
     def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
         if ctx.scorer is None:
             raise ConfigError("the styleclip analyzer needs an attribute scorer to measure edits (--scorer)")
-        cfg.probe_settings().check()
-        cfg.mapper_settings().check()
-        text_model = self.text_model or load_text_model(cfg.text_model, ctx.device)
-        study = _Study(ctx, cfg, text_model)
+        self.prepare(cfg, ctx.device)  # a no-op after the pipeline's own call
+        study = _Study(ctx, cfg, self.text_model)
         for role, role_samples in samples.items():
             study.run_role(role, role_samples)
         return study.result()

@@ -79,6 +79,17 @@ def test_commands_that_need_the_checkpoint_fail_with_one_line(tmp_path):
     assert len(lines) == 1 and CHECKPOINT_ENV in lines[0], result.output
 
 
+def test_styleclip_with_openclip_fails_before_sampling(tmp_path, monkeypatch):
+    # The analyzer loads its text model in `prepare`, before the run folder and the samples.
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    result = CliRunner().invoke(cli, ["run", "styleclip", "--set", "styleclip.text_model=openclip",
+                                      "--seeds", "0-3", "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and CHECKPOINT_ENV in lines[0], result.output
+    assert not (tmp_path / "run" / "samples").exists()
+
+
 def test_without_open_clip_the_error_says_how_to_install(tmp_path, monkeypatch):
     import builtins
 
