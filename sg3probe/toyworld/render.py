@@ -65,10 +65,17 @@ _FRAME = (0.06, 0.06, 0.09)
 _FACE_CENTER_Y = 0.06
 _FACE_HALF_HEIGHT = 0.56
 _FACE_HALF_WIDTH = (0.38, 0.52)  # face_width 0 -> 1
+# The parts are drawn larger than a real face's at 64 px (an eye is about 9 px wide, a frame or
+# a brow 2-3 px thick): features of a pixel or two are what a StyleGAN3 trained for a few CPU hours
+# cannot draw, and the analyses need generators that draw every part.
 _EYE_X, _EYE_Y = 0.19, 0.0
-_EYE_HALF_WIDTH = 0.085
-_EYE_HALF_HEIGHT = (0.018, 0.08)  # eye_openness 0 -> 1
+_EYE_HALF_WIDTH = 0.12
+_EYE_HALF_HEIGHT = (0.03, 0.10)  # eye_openness 0 -> 1
+_PUPIL_RADIUS = 0.06
+_BROW_Y = -0.2
 _MOUTH_Y = 0.29
+_LENS_HALF = (0.16, 0.14)  # eyeglasses: lens half-width and half-height around each eye
+_FRAME_HALF_THICKNESS = 0.026
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,7 +249,7 @@ def _draw_faces(params: FaceParams, canvas: _Canvas) -> None:
     canvas.paint(torch.maximum(hair_shape, y - hairline), hair, _HAIR)
 
     # Brows, darker than the hair.
-    canvas.paint(_box(ax - _EYE_X, y + 0.125, 0.085, 0.022, 0.02), hair * 0.7, _BROWS)
+    canvas.paint(_box(ax - _EYE_X, y - _BROW_Y, 0.11, 0.035, 0.03), hair * 0.7, _BROWS)
 
     # Eyes: white ellipses whose height is the openness, and pupils clipped to them.
     eye_x, eye_y = ax - _EYE_X, y - _EYE_Y
@@ -250,31 +257,31 @@ def _draw_faces(params: FaceParams, canvas: _Canvas) -> None:
         _EYE_HALF_HEIGHT[0] + (_EYE_HALF_HEIGHT[1] - _EYE_HALF_HEIGHT[0]) * params.eye_openness)
     sclera = _ellipse(eye_x, eye_y, _EYE_HALF_WIDTH, eye_half_height)
     canvas.paint(sclera, _color(_SCLERA), _EYES)
-    canvas.paint(torch.maximum(_circle(eye_x, eye_y, 0.045), sclera), _color(_PUPIL), None)
+    canvas.paint(torch.maximum(_circle(eye_x, eye_y, _PUPIL_RADIUS), sclera), _color(_PUPIL), None)
 
     # Mouth: a closed straight mouth, or an open smile (between two parabolas) with teeth.
     smiling = params.smiling
     mouth_y = y - _MOUTH_Y
-    closed = _box(x, mouth_y, 0.12, 0.026, 0.024)
+    closed = _box(x, mouth_y, 0.15, 0.039, 0.035)  # 3 px tall: whole rows wherever it moves
     x2 = x * x
-    upper = -0.02 - 0.8 * x2  # upper lip line; corners turn up
-    lower = 0.08 - 3.5 * x2  # lower lip line
+    upper = -0.03 - 0.7 * x2  # upper lip line; corners turn up
+    lower = 0.11 - 3.0 * x2  # lower lip line
     # Cut before the lines meet: a sharp tip would be thinner than a pixel, and its smoothed
     # edge would reach beyond the pixels that the mask gives to the mouth.
-    smile = torch.maximum(torch.maximum(upper - mouth_y, mouth_y - lower), x.abs() - 0.16)
+    smile = torch.maximum(torch.maximum(upper - mouth_y, mouth_y - lower), x.abs() - 0.19)
     smile_mask = _per_image(smiling)
     mouth = torch.lerp(closed, smile, smile_mask)
     mouth_color = torch.where(smiling.view(-1, 1, 1, 1), _color(_MOUTH_INSIDE), _color(_LIPS))
     canvas.paint(mouth, mouth_color, _MOUTH)
-    teeth = torch.maximum(smile, mouth_y - (upper + 0.035)) + 1e3 * (1.0 - smile_mask)
+    teeth = torch.maximum(smile, mouth_y - (upper + 0.045)) + 1e3 * (1.0 - smile_mask)
     canvas.paint(teeth, _color(_TEETH), None)
 
     # Eyeglasses: two rounded lens frames, a bridge and temples out to the face edge.
-    lens = _box(eye_x, eye_y, 0.13, 0.088, 0.05).abs_() - 0.017
-    bridge = _box(x, y + 0.01, 0.07, 0.014, 0.0)
-    temple_start = _EYE_X + 0.13
+    lens = _box(eye_x, eye_y, *_LENS_HALF, 0.06).abs_() - _FRAME_HALF_THICKNESS
+    bridge = _box(x, y + 0.01, 0.07, 0.022, 0.0)
+    temple_start = _EYE_X + _LENS_HALF[0]
     temple_half = (face_half_width - temple_start) * 0.5
-    temple = _box(ax - temple_start - temple_half, y + 0.03, temple_half, 0.013, 0.0)
+    temple = _box(ax - temple_start - temple_half, y + 0.03, temple_half, 0.02, 0.0)
     frames = torch.minimum(torch.minimum(lens, bridge), temple)
     frames = frames + 1e3 * (~params.eyeglasses).float().view(-1, 1, 1)  # absent: far away
     canvas.paint(frames, _color(_FRAME), _EYEGLASSES)

@@ -143,10 +143,12 @@ def test_translation_moves_the_parts_by_the_expected_pixels():
     params = _constant(sample_params(seed=6, n=8, aligned=True), tx=0.0, ty=0.0)
     centred = render(params)
     moved = render(_constant(params, tx=0.1, ty=-0.05))
-    for region in (EYES, MOUTH):
+    # Hard masks move in whole pixels at a region's edges: a closed mouth 3 rows tall can put its
+    # centroid up to about 0.7 px off a sub-pixel shift; the taller eyes much less.
+    for region, tolerance in ((EYES, 0.3), (MOUTH, 0.75)):
         shift = _centroid(moved.masks == region) - _centroid(centred.masks == region)
         expected = torch.tensor([0.1, -0.05]) * RESOLUTION
-        assert torch.allclose(shift, expected.expand_as(shift), atol=0.3), shift
+        assert torch.allclose(shift, expected.expand_as(shift), atol=tolerance), shift
 
 
 def test_pose_rotates_the_masks_about_the_image_centre():
@@ -157,7 +159,8 @@ def test_pose_rotates_the_masks_about_the_image_centre():
     upright_mouth = _centroid(render(params).masks == MOUTH) - centre
     tilted_mouth = _centroid(tilted.masks == MOUTH) - centre
     angle = torch.atan2(upright_mouth[:, 1], upright_mouth[:, 0]) - torch.atan2(tilted_mouth[:, 1], tilted_mouth[:, 0])
-    assert torch.allclose(torch.rad2deg(angle), torch.full((8,), 20.0), atol=1.5)
+    # The mouth is 11 px from the centre, so its whole-pixel mask edges (see above) allow ~2.5 deg.
+    assert torch.allclose(torch.rad2deg(angle), torch.full((8,), 20.0), atol=2.5)
 
 
 def test_aligned_pose_is_zero_and_unaligned_pose_spans_the_documented_ranges():
