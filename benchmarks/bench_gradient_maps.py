@@ -22,7 +22,8 @@ def measure(args: argparse.Namespace, images: int) -> dict:
     from sg3probe.models.architecture import stylegan3_config
     from sg3probe.models.generator import Generator
     from sg3probe.runtime import tune_malloc
-    from sg3probe_stylespace.gradients import style_layout, write_gradient_maps
+    from sg3probe.style_channels import style_layout
+    from sg3probe_stylespace.gradients import write_gradient_maps
 
     malloc = "tuned" if tune_malloc() else "default"  # as the command line runs; SG3PROBE_MALLOC=default
     torch.set_num_threads(args.threads)

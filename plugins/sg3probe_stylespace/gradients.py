@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sg3probe.style_channels import StyleLayout, style_layout  # noqa: F401 (re-exported)
+from sg3probe.style_channels import StyleLayout
 
 METHODS = ("auto", "forward", "reverse")
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sg3probe.style_channels import RunningMoments  # noqa: F401 (re-exported)
 
 
 def downsample_masks(masks: np.ndarray, size: int, num_regions: int) -> np.ndarray:

@@ -7,10 +7,10 @@ import torch
 from sg3probe.analyzer import AnalysisContext, InMemorySampleSet
 from sg3probe.errors import ConfigError
 from sg3probe.scorer import Attribute, Scorer, Segmentation
+from sg3probe.style_channels import RunningMoments, style_layout
 from sg3probe_stylespace.analyzer import StyleSpace
-from sg3probe_stylespace.gradients import (gradient_maps, pooled_render, read_gradient_maps, style_layout,
-                                           write_gradient_maps)
-from sg3probe_stylespace.localization import (RunningMoments, attribute_relevance, downsample_masks, localize,
+from sg3probe_stylespace.gradients import gradient_maps, pooled_render, read_gradient_maps, write_gradient_maps
+from sg3probe_stylespace.localization import (attribute_relevance, downsample_masks, localize,
                                               overlap_scores, ranked_channels, region_frequency, select_positives,
                                               top_regions)
 
