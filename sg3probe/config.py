@@ -92,6 +92,17 @@ def parse_set(assignment: str) -> dict[str, Any]:
     return nested
 
 
+def parse_options(assignments: tuple[str, ...] | list[str], flag: str) -> dict[str, Any]:
+    """Repeated ``--flag key=value`` -> {key: value}; values are TOML literals, else strings."""
+    options: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, _ = assignment.partition("=")
+        if not sep or not key.strip() or "." in key:
+            raise ConfigError(f"{flag} {assignment!r} is not of the form key=value (e.g. {flag} checkpoint=model.pt)")
+        options.update(parse_set(assignment))
+    return options
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Deep-merge two nested dicts: tables merge key by key, anything else is replaced."""
     merged = dict(base)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -54,6 +55,8 @@ class CoreConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     scorer: str = "toyfaces"
+    # Keyword arguments of the scorer's constructor, e.g. [scorer_options] checkpoint = "my.pt".
+    scorer_options: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = the idle cores (sg3probe.runtime.choose_threads)
@@ -110,7 +113,7 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
     # An analyzer that renders its own images may score them: it gets the scorer when one is set,
     # but only `needs.scores` makes the sampler score every sample.
     if config.scorer and (needs.scores or needs.images):
-        scorer = manager.get_scorer(config.scorer)(device=str(device))
+        scorer = manager.build_scorer(config.scorer, str(device), config.scorer_options)
 
     analyzer = analyzer_cls()
     analyzer.prepare(analyzer_cfg, str(device))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pluggy
 
@@ -174,6 +175,22 @@ class PluginManager(pluggy.PluginManager):
     def get_scorer(self, name: str) -> Any:
         """The scorer class called `name`, or a one-line error saying why it is not available."""
         return self._lookup(_SCORERS, name)
+
+    def build_scorer(self, name: str, device: str = "cpu", options: Mapping[str, Any] | None = None) -> Any:
+        """The scorer called `name`, built on `device` with `options` as keyword arguments of its
+        constructor (a run's `[scorer_options]`); an option the constructor does not take is a
+        one-line error naming the ones it does."""
+        scorer_class = self.get_scorer(name)
+        options = dict(options or {})
+        parameters = inspect.signature(scorer_class.__init__).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            accepted = sorted(n for n, p in parameters.items() if n not in ("self", "device")
+                              and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+            unknown = sorted(set(options) - set(accepted))
+            if unknown:
+                raise ConfigError(f"scorer {name!r} takes no option {', '.join(map(repr, unknown))}; "
+                                  f"its options are: {', '.join(accepted) or 'none'}")
+        return scorer_class(device=device, **options)
 
     def get_model(self, name: str) -> ModelEntry:
         """The zoo entry called `name`, or a one-line error saying why it is not available."""

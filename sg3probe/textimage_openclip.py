@@ -3,8 +3,8 @@
 sg3probe never downloads weights: the architecture is built randomly initialised
 (`open_clip.create_model(arch, pretrained=None)`) and the state dict is read from the file the
 user names, with `torch.load(weights_only=True)` (or safetensors for `*.safetensors`). Both come
-from constructor arguments or, since scorers are built by name (`get_scorer("openclip")(device=...)`,
-e.g. by `sg3probe run --scorer openclip`), from environment variables:
+from the constructor's `checkpoint` and `arch` (a run's `[scorer_options]`, styleclip's
+`text_model_options`, `sg3probe edit --text-model-option`) or else from environment variables:
 
     SG3PROBE_OPENCLIP_CHECKPOINT=/models/open_clip_vit_b_32.bin   # the weights file
     SG3PROBE_OPENCLIP_ARCH=ViT-B-32                               # an open_clip model name

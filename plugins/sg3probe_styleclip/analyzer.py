@@ -6,6 +6,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,15 +31,16 @@ from sg3probe_styleclip.prompts import NEUTRAL, TOY_PROMPTS, TOY_TEMPLATES, Targ
 METHODS = ("global", "mapper")
 
 
-def load_text_model(name: str, device: str = "cpu") -> TextImageScorer:
-    """The text-image model registered as scorer `name`; a ConfigError if there is none or it is not one."""
+def load_text_model(name: str, device: str = "cpu", options: dict | None = None) -> TextImageScorer:
+    """The text-image model registered as scorer `name`, built with `options` (its constructor's keyword
+    arguments); a ConfigError if there is none or it is not one."""
     from sg3probe.plugin_manager import get_plugin_manager
 
-    scorer_class = get_plugin_manager().get_scorer(name)
-    if not is_text_image_model(scorer_class):
+    manager = get_plugin_manager()
+    if not is_text_image_model(manager.get_scorer(name)):
         raise ConfigError(f"scorer {name!r} is not a text-image model (it cannot encode text); give one such as "
                           "'toyclip' (see `sg3probe scorers`)")
-    return scorer_class(device=device)
+    return manager.build_scorer(name, device, options)
 
 
 class StyleCLIP(Analyzer):
@@ -55,6 +57,7 @@ class StyleCLIP(Analyzer):
         neutral: str = NEUTRAL
         templates: list[str] = field(default_factory=lambda: list(TOY_TEMPLATES))  # '{}' = the prompt
         text_model: str = "toyclip"  # a text-image scorer (`sg3probe scorers`)
+        text_model_options: dict[str, Any] = field(default_factory=dict)  # e.g. checkpoint, arch for openclip
         methods: list[str] = field(default_factory=lambda: list(METHODS))
         beta: float = DEFAULT_BETA
         alpha: float = DEFAULT_ALPHA
@@ -131,7 +134,7 @@ class StyleCLIP(Analyzer):
         cfg.probe_settings().check()
         cfg.mapper_settings().check()
         if self.text_model is None:
-            self.text_model = load_text_model(cfg.text_model, device)
+            self.text_model = load_text_model(cfg.text_model, device, cfg.text_model_options)
 
     def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
         if ctx.scorer is None:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from sg3probe.cli.model_commands import DEFAULT_MODEL, _parse_pair
+from sg3probe.config import parse_options
 from sg3probe.errors import ConfigError
 
 
@@ -126,7 +127,8 @@ def render_latents(G, path: str | Path) -> torch.Tensor:
         return G.synthesis(torch.as_tensor(data["ws"], device=G.device), transform=transform)
 
 
-def _text_direction(G, model, text, neutral, beta, text_model, probe_seeds, cache_dir, plugins_dir, outdir):
+def _text_direction(G, model, text, neutral, beta, text_model, text_model_options, probe_seeds, cache_dir,
+                    plugins_dir, outdir):
     """The StyleCLIP global direction of `text` for this model (cached channel directions), saved in outdir."""
     import sys
 
@@ -142,7 +144,7 @@ def _text_direction(G, model, text, neutral, beta, text_model, probe_seeds, cach
                           f"{error}") from None
     if plugins_dir:
         get_plugin_manager(plugins_dir)
-    clip = load_text_model(text_model, str(G.device))
+    clip = load_text_model(text_model, str(G.device), text_model_options)
 
     def progress(iterable=None, **kwargs):
         return tqdm(iterable, file=sys.stderr, disable=not sys.stderr.isatty(), **kwargs)
@@ -189,6 +191,8 @@ def _strength_label(value: float) -> str:
 @click.option("--alpha", "alpha_text", default="0,4", show_default=True,
               help="With --text: edit strengths, e.g. 4 or -4:4:5 (replaces --strength).")
 @click.option("--text-model", default="toyclip", show_default=True, help="With --text: a text-image scorer.")
+@click.option("--text-model-option", "text_model_options", multiple=True, metavar="KEY=VALUE",
+              help="With --text: an option of the text-image model, e.g. checkpoint=ViT-B-32.bin (repeatable).")
 @click.option("--probe-seeds", default="0-15", show_default=True,
               help="With --text: images each S channel is probed on (part of the cache key).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -197,7 +201,7 @@ def _strength_label(value: float) -> str:
               help="Also load the plugin files in this folder (e.g. a text-image model).")
 def edit(direction, model_source, seeds, latent_paths, store_path, strength_text, raw, layers, truncation_psi,
          truncation_cutoff, rotate, translate, outdir, gif, mp4, device, batch_size, text, neutral, beta, alpha_text,
-         text_model, probe_seeds, cache_dir, plugins_dir):
+         text_model, text_model_options, probe_seeds, cache_dir, plugins_dir):
     """Edit latents along DIRECTION (.npy, with its .json sidecar if any), or towards --text, at several strengths."""
     from sg3probe.checkpoints import load_model
     from sg3probe.editing import apply_direction, check_direction, load_direction, parse_layers, parse_strengths
@@ -221,7 +225,8 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
     model = load_model(model_source, device)
     G = model.generator
     if text is not None:
-        loaded = _text_direction(G, model, text, neutral, beta, text_model, probe_seeds, cache_dir, plugins_dir, outdir)
+        loaded = _text_direction(G, model, text, neutral, beta, text_model, parse_options(text_model_options,
+                                 "--text-model-option"), probe_seeds, cache_dir, plugins_dir, outdir)
         direction = outdir / "direction.npy"
     check_direction(loaded, G)
     boundary_sha = loaded.metadata.get("model_sha256", "")

@@ -55,15 +55,18 @@ def _toml_string(text: str) -> str:
 @click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None)
 @click.option("--transforms", type=click.Choice(["identity", "random"]), default="identity", show_default=True)
 @click.option("--scorer", default=None, help="Also store this scorer's attribute scores.")
+@click.option("--scorer-option", "scorer_options", multiple=True, metavar="KEY=VALUE",
+              help="An option of the scorer's constructor, e.g. checkpoint=my.pt (repeatable).")
 @click.option("--pseudo-align", is_flag=True, help="Score images rendered with ws[0] = w_avg.")
 @click.option("--shard-size", type=int, default=1000, show_default=True)
 @click.option("--batch", "batch_size", type=int, default=32, show_default=True)
 @click.option("--device", default=None)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def sample(model_source, seeds, spaces, truncation_psi, truncation_cutoff, transforms, scorer, pseudo_align,
-           shard_size, batch_size, device, out):
+def sample(model_source, seeds, spaces, truncation_psi, truncation_cutoff, transforms, scorer, scorer_options,
+           pseudo_align, shard_size, batch_size, device, out):
     """Sample latents (and scores) into a resumable, sharded store at OUT."""
     from sg3probe.checkpoints import load_model
+    from sg3probe.config import parse_options
     from sg3probe.errors import ConfigError
     from sg3probe.plugin_manager import get_plugin_manager
     from sg3probe.sampling.sampler import SamplingSpec, sample_to_store
@@ -73,7 +76,11 @@ def sample(model_source, seeds, spaces, truncation_psi, truncation_cutoff, trans
     if unknown or not space_list:
         raise ConfigError(f"--spaces {spaces!r}: unknown {unknown}; accepted: z, w, wplus, s")
     model = load_model(model_source, device)
-    scorer_obj = get_plugin_manager().get_scorer(scorer)(device=str(model.generator.device)) if scorer else None
+    options = parse_options(scorer_options, "--scorer-option")
+    if options and not scorer:
+        raise ConfigError("--scorer-option needs --scorer")
+    scorer_obj = (get_plugin_manager().build_scorer(scorer, str(model.generator.device), options)
+                  if scorer else None)
     spec = SamplingSpec(seeds=seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                         spaces=space_list, transforms=transforms, pseudo_align=pseudo_align,
                         batch_size=batch_size, shard_size=shard_size)

@@ -79,6 +79,20 @@ def test_commands_that_need_the_checkpoint_fail_with_one_line(tmp_path):
     assert len(lines) == 1 and CHECKPOINT_ENV in lines[0], result.output
 
 
+def test_checkpoint_given_as_scorer_options_in_a_run(tmp_path, monkeypatch):
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    absent = tmp_path / "absent.bin"
+    result = CliRunner().invoke(cli, ["run", "disentanglement", "--scorer", "openclip", "--seeds", "0-3",
+                                      "--set", f'scorer_options.checkpoint="{absent}"',
+                                      "--set", 'scorer_options.arch="ViT-B-32"', "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "absent.bin does not exist" in lines[0], result.output
+    result = CliRunner().invoke(cli, ["run", "disentanglement", "--seeds", "0-3", "--set", "scorer_options.size=3",
+                                      "--out", str(tmp_path / "run2")])
+    assert result.exit_code != 0 and "scorer 'toyfaces' takes no option 'size'" in result.output
+
+
 def test_styleclip_with_openclip_fails_before_sampling(tmp_path, monkeypatch):
     # The analyzer loads its text model in `prepare`, before the run folder and the samples.
     monkeypatch.delenv(CHECKPOINT_ENV, raising=False)

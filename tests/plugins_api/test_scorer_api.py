@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sg3probe.errors import PluginError
+from sg3probe.config import parse_options
+from sg3probe.errors import ConfigError, PluginError
 from sg3probe.scorer import Attribute, Scorer, Segmentation, check_scorer_class, check_scores
 
 
@@ -61,3 +62,44 @@ def test_check_scorer_class_rejects_duplicate_attribute_names():
 
     with pytest.raises(ValueError, match="twice"):
         check_scorer_class(Twice)
+
+
+class Classifier(Scorer):
+    """A scorer with options, as a user's own classifier plugin would have."""
+
+    name = "classifier"
+    attributes = (Attribute("smiling", "binary"),)
+
+    def __init__(self, device="cpu", checkpoint: str = "default.pt", threshold: float = 0.0):
+        super().__init__(device)
+        self.checkpoint, self.threshold = checkpoint, threshold
+
+    def score(self, images):
+        return {"smiling": np.zeros(len(images))}
+
+
+def test_build_scorer_passes_options_and_names_the_accepted_ones(manager, write_plugin):
+    folder = write_plugin("classifier_plugin", '''
+        import sg3probe
+        from tests.plugins_api.test_scorer_api import Classifier
+
+        @sg3probe.hookimpl
+        def register_scorers(register):
+            register(Classifier)
+    ''')
+    manager.load_plugins_dir(folder)
+    built = manager.build_scorer("classifier", "cpu", {"checkpoint": "mine.pt", "threshold": 0.5})
+    assert (built.checkpoint, built.threshold, built.device) == ("mine.pt", 0.5, "cpu")
+    assert manager.build_scorer("classifier").checkpoint == "default.pt"
+    with pytest.raises(ConfigError) as error:
+        manager.build_scorer("classifier", "cpu", {"chekpoint": "mine.pt"})
+    assert str(error.value) == ("scorer 'classifier' takes no option 'chekpoint'; its options are: "
+                                "checkpoint, threshold")
+
+
+def test_parse_options_reads_toml_values_and_rejects_malformed_ones():
+    assert parse_options(["checkpoint=a.pt", "threshold=0.5", "flag=true"], "--scorer-option") == {
+        "checkpoint": "a.pt", "threshold": 0.5, "flag": True}
+    for bad in ("checkpoint", "=x", "a.b=1"):
+        with pytest.raises(ConfigError, match="--scorer-option"):
+            parse_options([bad], "--scorer-option")
