@@ -10,12 +10,12 @@ import pandas as pd
 import torch
 
 from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
+from sg3probe.boundaries import Boundary, conditional_boundary, train_boundary
 from sg3probe.editing import Direction, format_layers, parse_layers, parse_strengths
 from sg3probe.errors import ConfigError
 from sg3probe.models.transforms import batch_inverse_transforms
 from sg3probe.results import AnalysisResult, Section
 from sg3probe_interfacegan import figures
-from sg3probe_interfacegan.boundary import Boundary, conditional_boundary, train_boundary
 from sg3probe_interfacegan.effects import (EditBench, View, change_rate, mean_shift, target_response)
 
 UNALIGNED_VIEWS = ("pseudo-aligned", "transformed", "natural")

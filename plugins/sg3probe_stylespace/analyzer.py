@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
+from sg3probe.boundaries import train_boundary
 from sg3probe.editing import parse_strengths
 from sg3probe.errors import ConfigError
 from sg3probe.results import AnalysisResult, Section
 from sg3probe.style_channels import style_layout, style_statistics
-from sg3probe_interfacegan.boundary import train_boundary
 from sg3probe_stylespace import figures
 from sg3probe_stylespace.gradients import METHODS, read_gradient_maps, write_gradient_maps
 from sg3probe_stylespace.localization import (attribute_relevance, downsample_masks, localize,

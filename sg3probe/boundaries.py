@@ -2,7 +2,8 @@
 
 Pure numpy / scikit-learn; see shared/specs/analyses.md section 1 for the recipe. A boundary is
 saved as a direction file (`name.npy` + `name.json`, see `sg3probe.editing`), so that
-`sg3probe edit` applies it directly.
+`sg3probe edit` applies it directly. The `interfacegan` analyzer is built on it, and the
+`stylespace` analyzer uses it for its W-versus-S comparison; outside analyzers can too.
 """
 from __future__ import annotations
 
