@@ -131,6 +131,26 @@ def test_a_new_learning_rate_on_resume_is_applied_and_recorded(tmp_path):
     assert torch.load(result.state_path, weights_only=True)["lr_changes"] == [{"step": 2, "lr": config.lr / 10}]
 
 
+def test_the_mapping_gets_its_own_learning_rate_and_keeps_the_ratio(tmp_path):
+    config = TrainingConfig(**TINY, mapping_lr_scale=10.0)
+    result = train(config, tmp_path / "run", steps=2, log=_Sink())
+    groups = torch.load(result.state_path, weights_only=True)["optimizer"]["param_groups"]
+    assert [group["lr"] for group in groups] == [config.lr, 10 * config.lr]
+    assert len(groups[1]["params"]) == sum(1 for _ in load_model(result.weights_path).generator.mapping.parameters())
+    lowered = train(config, tmp_path / "run", steps=3, resume=True, lr=config.lr / 10, log=_Sink())
+    groups = torch.load(lowered.state_path, weights_only=True)["optimizer"]["param_groups"]
+    assert [group["lr"] for group in groups] == pytest.approx([config.lr / 10, config.lr])
+
+
+def test_a_state_saved_before_a_new_option_existed_still_resumes(tmp_path):
+    config = TrainingConfig(**TINY)
+    result = train(config, tmp_path / "run", steps=1, log=_Sink())
+    state = torch.load(result.state_path, weights_only=True)
+    del state["training_config"]["mapping_lr_scale"]  # as written by an older sg3probe
+    torch.save(state, result.state_path)
+    assert train(config, tmp_path / "run", steps=2, resume=True, log=_Sink()).step == 2
+
+
 def test_config_rejects_unknown_variant():
     with pytest.raises(ValueError, match="aligned, unaligned"):
         TrainingConfig(variant="sideways")
