@@ -92,10 +92,11 @@ class _Study:
         # Conditions need boundaries of their own, so they are studied too.
         names = list(dict.fromkeys(cfg.attributes + cfg.conditions)) if cfg.attributes else list(declared)
         self.attributes = [declared[n] for n in names]
+        self.role_attributes = self.attributes  # narrowed per model by _varied
         self.kinds = {a.name: a.kind for a in self.scorer.attributes}
         self.strengths = np.sort(parse_strengths(cfg.strengths))
         self.rows: dict[str, list[dict]] = {k: [] for k in ("boundaries", "edits", "entanglement", "conditional",
-                                                             "layers", "curves", "pixels", "timings")}
+                                                             "layers", "curves", "pixels", "timings", "not studied")}
         self.figures: dict = {}
         self.arrays: dict[str, np.ndarray] = {}
         self.grids: dict[str, dict[str, np.ndarray]] = {}
@@ -117,6 +118,7 @@ class _Study:
         held = np.sort(ctx.rng(1).choice(count, cfg.edit_samples, replace=False))
         train = np.setdiff1d(np.arange(count), held)
         natural_std = {name: float(np.nanstd(values[train])) or 1.0 for name, values in scores.items()}
+        self.role_attributes = self._varied(role, scores, train)
         corr = pd.DataFrame({n: v[train] for n, v in scores.items()}).corr()
         self.correlations[role] = corr
         w = np.asarray(samples["w"], dtype=np.float64)
@@ -143,6 +145,28 @@ class _Study:
             self._timing(role, f"edits {view.name}", started, bench.renders)
         self.arrays[f"held_out_seeds_{role}"] = np.asarray(samples["seeds"])[held]
 
+    def _varied(self, role: str, scores, train) -> list:
+        """The attributes this model varies; a binary one it decides the same way for all but a few
+        training samples has no boundary to find, so it is left out for this model and listed in
+        the report (not an error: an unaligned model may, say, never smile)."""
+        kept = []
+        for attribute in self.attributes:
+            values = scores[attribute.name][train]
+            valid = values[np.isfinite(values)]
+            rarer = min(int((valid > 0).sum()), int((valid <= 0).sum()))
+            if attribute.kind == "binary" and rarer < MIN_CLASS:
+                self.rows["not studied"].append({
+                    "model": role, "attribute": attribute.name,
+                    "why": f"decided the same way for all but {rarer} of {len(valid)} training samples"})
+                self.ctx.log.warning("interfacegan: %s: %s is decided the same way for all but %d training "
+                                     "samples; no boundary for it", role, attribute.name, rarer)
+            else:
+                kept.append(attribute)
+        if not kept:
+            raise ConfigError(f"interfacegan: the {role} model varies none of the attributes "
+                              f"({', '.join(a.name for a in self.attributes)}); sample more seeds")
+        return kept
+
     def _train(self, role, G, w, wplus, scores, train, sha256) -> dict[tuple[str, str], dict[str, Boundary]]:
         """Boundaries by (space, layer-range name) -> attribute; saved as direction files."""
         cfg = self.cfg
@@ -157,7 +181,7 @@ class _Study:
         found: dict[tuple[str, str], dict[str, Boundary]] = {}
         for (space, label), (space_codes, rows) in codes.items():
             found[space, label] = {}
-            for attribute in self.attributes:
+            for attribute in self.role_attributes:
                 values = scores[attribute.name][train]
                 ratio = _class_size(attribute.name, values, attribute.kind, cfg.ratio)
                 boundary = train_boundary(space_codes[train], values, ratio, cfg.split, random_state=self.ctx.seed)
@@ -175,7 +199,7 @@ class _Study:
         return found
 
     def _conditions_of(self, target: str, corr: pd.DataFrame) -> list[str]:
-        names = [a.name for a in self.attributes]
+        names = [a.name for a in self.role_attributes]
         chosen = [c for c in self.cfg.conditions if c != target and c in names]
         if self.cfg.auto_condition:
             chosen += [c for c in names if c != target and c not in chosen
@@ -211,7 +235,7 @@ class _Study:
         effects = {}
         measured = [a.name for a in self.scorer.attributes]
         for (space, label), by_attribute in self.ctx.progress(list(boundaries.items()), desc=f"edits {model}"):
-            for attribute in self.attributes:
+            for attribute in self.role_attributes:
                 boundary = by_attribute[attribute.name]
                 direction = Direction(boundary.normal, space=space, layers=boundary.layers,
                                       projection_std=boundary.projection_std, attribute=attribute.name)
@@ -285,7 +309,7 @@ class _Study:
             ranges.update({str(row): [row] for row in range(num_ws)})
         original = bench.original()[0]
         top = float(np.max(np.abs(self.strengths)))
-        for attribute in self.attributes:
+        for attribute in self.role_attributes:
             boundary = w_boundaries[attribute.name]
             sides = np.where(boundary.distance(w_held) < 0, 1.0, -1.0)  # push each sample across
             direction = Direction(boundary.normal, projection_std=boundary.projection_std)
@@ -340,7 +364,8 @@ class _Study:
             Section("Edit grids", "Rows: the attribute edited along its W boundary; columns: the strength in sigmas. "
                     "The unaligned model is shown pseudo-aligned and under random user transforms.",
                     figures=[name for name in figs if name.startswith("edits:")]),
-            Section("Score correlations and timings", tables=[n for n in tables if n.startswith("score")] + ["timings"]),
+            Section("Score correlations and timings", tables=[n for n in tables if n.startswith("score")] + ["timings"]
+                    + (["not studied"] if "not studied" in tables else [])),
         ]
         return AnalysisResult(metrics=metrics, tables=tables, figures=figs, arrays=self.arrays,
                               summary=_reading(tables, self.strengths), title="InterFaceGAN boundaries and edits",
@@ -363,13 +388,16 @@ class _Study:
         return metrics
 
 
+MIN_CLASS = 4  # a binary attribute needs this many training samples on its rarer side
+
+
 def _class_size(name: str, values: np.ndarray, kind: str, ratio: float) -> float:
     """The ratio for train_boundary; for a binary attribute a count capped at its rarer decision side."""
     if kind != "binary":
         return ratio
     valid = values[np.isfinite(values)]
     rarer = min(int((valid > 0).sum()), int((valid <= 0).sum()))
-    if rarer < 4:
+    if rarer < MIN_CLASS:
         raise ConfigError(f"interfacegan: binary attribute {name!r} is decided the same way for all but {rarer} "
                           "training samples; sample more seeds or leave it out with interfacegan.attributes")
     wanted = int(len(valid) * ratio) if ratio <= 1 else int(ratio)

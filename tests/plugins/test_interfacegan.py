@@ -366,3 +366,25 @@ def test_analyzer_finds_the_rows_and_removes_the_correlated_side_effect(tmp_path
     boundaries = result.tables["boundaries"].query("model == 'aligned'").set_index("attribute")
     assert (boundaries["validation_accuracy"] >= 0.95).all()
     assert (tmp_path / "boundaries" / "aligned" / "w" / "b_conditional.json").is_file()
+
+
+def test_an_attribute_a_model_never_varies_is_left_out_for_that_model_only(tmp_path):
+    from sg3probe.analyzer import AnalysisContext, InMemorySampleSet
+    from sg3probe_interfacegan.analyzer import InterFaceGAN
+
+    G, scorer = _RowsGenerator(), _ChannelScorer()
+    w = torch.from_numpy(np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32))
+    ws = w[:, None].repeat(1, 6, 1)
+    scores = scorer.score(G.synthesis(ws))
+    never = dict(scores, a=-np.abs(scores["a"]) - 1)  # this model's samples never have a
+    aligned = InMemorySampleSet({"seeds": np.arange(300), "w": w.numpy(), "wplus": ws.numpy(), "scores": scores})
+    unaligned = InMemorySampleSet({"seeds": np.arange(300), "w": w.numpy(), "wplus": ws.numpy(), "scores": never})
+    cfg = InterFaceGAN.make_config({"edit_samples": 20, "strengths": "-2:2:3", "layer_roles": [],
+                                    "single_layers": False, "grid_samples": 0, "unaligned_views": ["natural"]})
+    ctx = AnalysisContext(generators={"aligned": G, "unaligned": G}, work_dir=tmp_path, scorer=scorer)
+    result = InterFaceGAN().analyze({"aligned": aligned, "unaligned": unaligned}, ctx, cfg)
+    assert set(result.metrics["boundaries"]["aligned"]["w"]) == {"a", "b", "c"}
+    assert set(result.metrics["boundaries"]["unaligned"]["w"]) == {"b", "c"}
+    skipped = result.tables["not studied"]
+    assert skipped[["model", "attribute"]].values.tolist() == [["unaligned", "a"]]
+    assert "all but 0 of" in skipped["why"].iloc[0]
