@@ -13,8 +13,8 @@ from sg3probe.checkpoints import load_model
 from sg3probe.toyworld.evaluation import evaluate_generator, format_gates
 from sg3probe.toyworld.latents import noise_matrix_from_metadata
 
-NOT_TRAINED_YET = ("the shipped toy generators do not draw eyes yet (and mouths and glasses only faintly), so "
-                   "they do not meet the generator gates; see docs/toyworld.md, Status")
+NOT_TRAINED_YET = ("the shipped toy generators do not meet every gate yet (aligned: the spread of eye openness; "
+                   "unaligned: no smiles, faint eyes); see docs/toyworld.md, Status")
 
 
 @pytest.fixture(scope="module")
