@@ -152,8 +152,7 @@ class _Study:
         kept = []
         for attribute in self.attributes:
             values = scores[attribute.name][train]
-            valid = values[np.isfinite(values)]
-            rarer = min(int((valid > 0).sum()), int((valid <= 0).sum()))
+            valid, rarer = _decision_sides(values)
             if attribute.kind == "binary" and rarer < MIN_CLASS:
                 self.rows["not studied"].append({
                     "model": role, "attribute": attribute.name,
@@ -391,12 +390,17 @@ class _Study:
 MIN_CLASS = 4  # a binary attribute needs this many training samples on its rarer side
 
 
+def _decision_sides(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """The finite binary scores, and how many of them fall on the rarer side of the decision at 0."""
+    valid = values[np.isfinite(values)]
+    return valid, min(int((valid > 0).sum()), int((valid <= 0).sum()))
+
+
 def _class_size(name: str, values: np.ndarray, kind: str, ratio: float) -> float:
     """The ratio for train_boundary; for a binary attribute a count capped at its rarer decision side."""
     if kind != "binary":
         return ratio
-    valid = values[np.isfinite(values)]
-    rarer = min(int((valid > 0).sum()), int((valid <= 0).sum()))
+    valid, rarer = _decision_sides(values)
     if rarer < MIN_CLASS:
         raise ConfigError(f"interfacegan: binary attribute {name!r} is decided the same way for all but {rarer} "
                           "training samples; sample more seeds or leave it out with interfacegan.attributes")
