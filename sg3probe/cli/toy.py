@@ -178,9 +178,11 @@ def evaluate(models: tuple[str, ...], count: int, seed: int, unaligned_flags: tu
               help="Learning rate from this step on (e.g. lower it when resuming); default: keep the current one.")
 @click.option("--mapping-lr-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Extra factor on the mapping network's learning rate (its equalised-lr multiplier stays 0.01).")
+@click.option("--part-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of an extra L1 inside the small parts (eyes, brows, mouth, glasses), a mean over their pixels.")
 def train(variant: str, steps: int, batch: int, workdir: Path, out: Path | None, resume: bool,
           init_from: Path | None, seed: int, threads: int | None, checkpoint_minutes: float,
-          device: str | None, lr: float | None, mapping_lr_scale: float) -> None:
+          device: str | None, lr: float | None, mapping_lr_scale: float, part_weight: float) -> None:
     """Train a toy StyleGAN3-T generator to map latents to renders of their faces (supervised)."""
     import signal
 
@@ -198,7 +200,8 @@ def train(variant: str, steps: int, batch: int, workdir: Path, out: Path | None,
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        config = TrainingConfig(variant=variant, seed=seed, batch=batch, mapping_lr_scale=mapping_lr_scale)
+        config = TrainingConfig(variant=variant, seed=seed, batch=batch, mapping_lr_scale=mapping_lr_scale,
+                                part_weight=part_weight)
         result = run_training(config, workdir, steps,
                               out=out, resume=resume, init_from=init_from, device=device,
                               checkpoint_seconds=checkpoint_minutes * 60, should_stop=lambda: bool(stop_requested),

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from sg3probe.toyworld.attributes import NOISE_DIM, FaceParams, attributes_from_noise
-from sg3probe.toyworld.render import render
+from sg3probe.toyworld.render import RenderOutput, render
 
 NOISE_SEED = 3  # seed of Q for the shipped toy generators
 
@@ -61,6 +61,11 @@ def ground_truth(z: torch.Tensor, aligned: bool, matrix: torch.Tensor | None = N
     return attributes_from_noise(toy_noise(z, matrix).cpu(), aligned)
 
 
+def target_renders(z: torch.Tensor, aligned: bool, matrix: torch.Tensor | None = None) -> RenderOutput:
+    """The renders of z's faces with their part masks (what a toy generator is trained on)."""
+    return render(ground_truth(z, aligned, matrix))
+
+
 def target_images(z: torch.Tensor, aligned: bool, matrix: torch.Tensor | None = None) -> torch.Tensor:
     """The renders [batch, 3, 64, 64] in [-1, 1] that a toy generator is trained to output for z."""
-    return render(ground_truth(z, aligned, matrix)).images
+    return target_renders(z, aligned, matrix).images

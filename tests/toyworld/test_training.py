@@ -12,8 +12,9 @@ from sg3probe.checkpoints import load_model
 from sg3probe.toyworld.attributes import NOISE_DIM
 from sg3probe.toyworld.latents import (ground_truth, noise_matrix, noise_matrix_from_metadata, target_images,
                                        toy_noise)
+from sg3probe.toyworld.render import REGIONS, render, sample_params
 from sg3probe.toyworld.training import (TrainingConfig, TrainingStateError, batch_latents, input_pose_loss,
-                                        train)
+                                        part_loss, train)
 
 # A network small enough for a few steps in a second or two; the trainer is the same.
 TINY = dict(batch=4, z_dim=16, w_dim=16, mapping_layers=1, channel_base=256, channel_max=8,
@@ -75,6 +76,29 @@ def test_input_pose_loss_is_zero_for_the_true_transform():
     styles = torch.stack([radians.cos(), radians.sin(), params.tx, params.ty], dim=1)
     assert input_pose_loss(styles, noise, aligned=False) < 1e-10
     assert input_pose_loss(styles, noise, aligned=True) > 0.01
+
+
+def test_part_loss_is_the_mean_error_over_the_small_parts_only():
+    output = render(sample_params(seed=0, n=4, aligned=True))
+    targets, masks = output.images, output.masks
+    assert part_loss(targets, targets, masks) == 0
+    # An error on the background (far from every part) is not seen; one of 0.5 on every part
+    # pixel gives 0.5 wherever it is not diluted by the 1-px dilation ring.
+    background = masks == REGIONS.index("background")
+    assert part_loss(targets + 0.7 * background.unsqueeze(1), targets, masks) == 0
+    mouth = (masks == REGIONS.index("mouth")).unsqueeze(1)
+    assert 0 < part_loss(targets + 0.5 * mouth, targets, masks) < 0.5
+    small = torch.isin(masks, torch.tensor([REGIONS.index(n) for n in ("eyes", "brows", "mouth", "eyeglasses")]))
+    dilated = torch.nn.functional.max_pool2d(small.unsqueeze(1).float(), 3, 1, 1)
+    assert part_loss(targets + 0.5 * dilated, targets, masks) == pytest.approx(0.5)
+
+
+def test_the_part_term_is_logged_and_recorded_when_asked(tmp_path):
+    config = TrainingConfig(**TINY, part_weight=1.0)
+    result = train(config, tmp_path / "run", steps=2, log_every=1, log=_Sink())
+    assert all(row["parts"] > 0 for row in result.history)
+    metadata = load_model(result.weights_path).metadata["toyworld"]
+    assert metadata["training_config"]["part_weight"] == 1.0 and "small-part" in metadata["objective"]
 
 
 def test_a_few_steps_reduce_the_loss(tmp_path):
@@ -147,6 +171,7 @@ def test_a_state_saved_before_a_new_option_existed_still_resumes(tmp_path):
     result = train(config, tmp_path / "run", steps=1, log=_Sink())
     state = torch.load(result.state_path, weights_only=True)
     del state["training_config"]["mapping_lr_scale"]  # as written by an older sg3probe
+    del state["training_config"]["part_weight"]
     torch.save(state, result.state_path)
     assert train(config, tmp_path / "run", steps=2, resume=True, log=_Sink()).step == 2
 
