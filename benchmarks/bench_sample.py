@@ -50,13 +50,17 @@ def main() -> None:
         print(json.dumps(measure(args.one[0], int(args.one[1]))))
         return
     models = [args.model] + (["t256"] if args.t256 else [])
-    print(f"{'model':18s} {'N':>8s} {'samples/s':>10s} {'peak RSS MB':>12s}")
+    # The baseline of each model is its smallest N: flat memory means a peak ratio near 1.
+    print(f"{'model':18s} {'N':>8s} {'samples/s':>10s} {'peak RSS MB':>12s} {'peak / smallest N':>18s}")
     for model in models:
-        for n in (int(v) for v in args.sizes.split(",")):
+        baseline = None
+        for n in sorted(int(v) for v in args.sizes.split(",")):
             out = subprocess.run([sys.executable, __file__, "--one", model, str(n)], check=True,
                                  capture_output=True, text=True).stdout
             row = json.loads(out.strip().splitlines()[-1])
-            print(f"{model:18s} {n:8d} {row['samples_per_s']:10.0f} {row['peak_rss_mb']:12.0f}", flush=True)
+            baseline = baseline or row["peak_rss_mb"]
+            print(f"{model:18s} {n:8d} {row['samples_per_s']:10.0f} {row['peak_rss_mb']:12.0f} "
+                  f"{row['peak_rss_mb'] / baseline:17.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -274,16 +274,19 @@ def train_and_save(out_dir: str | Path, config: TrainingConfig, n_held_out: int 
     training = {**dataclasses.asdict(config), "channels": list(config.channels),
                 "seconds": round(time.monotonic() - start, 1), "held_out": figures}
     path = Path(out_dir) / "scorers.pt"
-    save_scorer_net(net, path, training=_jsonable(training))
+    save_scorer_net(net, path, training=plain_values(training))
     return path, figures
 
 
-def _jsonable(value):
-    """Plain Python values only (what torch.load(weights_only=True) accepts)."""
+def plain_values(value):
+    """`value` as plain Python values (what torch.load(weights_only=True) accepts); numbers as floats.
+
+    The toy networks' weights files record their training with it (scorers.pt, toyclip.pt).
+    """
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): plain_values(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [plain_values(v) for v in value]
     if isinstance(value, (bool, int, str)) or value is None:
         return value
     return float(value)

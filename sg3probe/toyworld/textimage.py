@@ -43,7 +43,7 @@ from sg3probe.errors import CheckpointError
 from sg3probe.toyworld import captions
 from sg3probe.toyworld.attributes import FaceParams, sample_params
 from sg3probe.toyworld.render import RESOLUTION, render
-from sg3probe.toyworld.scorer_training import HELD_OUT_SEED, augment, warmup_cosine_schedule
+from sg3probe.toyworld.scorer_training import HELD_OUT_SEED, augment, plain_values, warmup_cosine_schedule
 from sg3probe.toyworld.scorers import conv_block
 
 FORMAT = "sg3probe-toyclip"
@@ -416,17 +416,6 @@ def train_and_save(out_dir: str | Path, config: TrainingConfig, n_held_out: int 
     training = {**dataclasses.asdict(config), "channels": list(config.channels), "seconds": seconds,
                 "held_out": figures}
     path = Path(out_dir) / "toyclip.pt"
-    save_toyclip(net, path, training=_jsonable(training))
+    save_toyclip(net, path, training=plain_values(training))
     log(f"trained in {seconds:.0f} s; wrote {path}")
     return path, figures
-
-
-def _jsonable(value):
-    """Plain Python values only (what torch.load(weights_only=True) accepts)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, int, str)) or value is None:
-        return value
-    return float(value)
