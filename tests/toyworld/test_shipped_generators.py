@@ -1,9 +1,5 @@
 """The generator gates of issue 3 on the shipped toy generators (no training here; `toy evaluate` on
 400 samples per model instead of 2000 to stay fast).
-
-The shipped generators do not meet the gates yet (they are still training: docs/toyworld.md,
-"Status"). The test is therefore marked as an expected failure, strictly: the day the retrained
-weights pass, it reports XPASS as a failure, and the marker must go.
 """
 import pytest
 import torch
@@ -13,10 +9,6 @@ from sg3probe.checkpoints import load_model
 from sg3probe.toyworld.evaluation import evaluate_generator, format_gates
 from sg3probe.toyworld.latents import noise_matrix_from_metadata
 
-NOT_TRAINED_YET = ("the shipped toy generators do not meet every gate yet (aligned: all 23 at n = 2000, but its "
-                   "eye-openness spread is 0.69 < 0.7 on these 400 samples; unaligned: no smiles, eye openness "
-                   "too low); see docs/toyworld.md, Status")
-
 
 @pytest.fixture(scope="module")
 def scorer():
@@ -25,7 +17,6 @@ def scorer():
     return get_plugin_manager().get_scorer("toyfaces")(device="cpu")
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_TRAINED_YET)
 @pytest.mark.parametrize("name", ["toyfaces-aligned", "toyfaces-unaligned"])
 def test_shipped_generator_meets_the_gates(scorer, name):
     torch.set_num_threads(1)
