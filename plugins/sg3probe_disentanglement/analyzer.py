@@ -52,7 +52,7 @@ class Disentanglement(Analyzer):
 
     @dataclass
     class Config:
-        percentile: float = 10.0  # keep samples below this / above 100 - this percentile (paper: 2 with 100k)
+        percentile: float = 20.0  # keep samples below this / above 100 - this percentile (paper: 2 with 100k)
         min_side_fraction: float = 0.05  # drop attributes with fewer samples on a side
         per_layer: bool = True  # also DCI of each S layer alone
         mig_bins: int = 20
@@ -175,8 +175,9 @@ def _reading(table: pd.DataFrame, tiled_wplus: list[str] = ()) -> str:
     if tiled_wplus:
         notes.append(f"Note: W+ of the {' and '.join(tiled_wplus)} samples is W repeated in every row (sampled "
                      "through the mapping without a truncation cutoff), so every W+ code has identical twins: "
-                     "its MIG and SAP, gaps between the two best codes, are 0 by construction, and its D and C "
-                     "differ from W's only through how the trees spread importance over the copies.")
+                     "its MIG and SAP, gaps between the two best codes, are 0 by construction. DCI fits the copies "
+                     "once and shares their importance equally, so W+'s D and I equal W's, and its C is lower "
+                     "only because the same importance is spread over one copy per layer.")
     for model, group in table.groupby("model", sort=False):
         best = group.loc[group["D"].idxmax()]
         values = ", ".join(f"{r.space} D={r.D:.2f} I={r.I:.2f}" for r in group.itertuples())

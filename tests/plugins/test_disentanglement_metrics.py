@@ -9,6 +9,7 @@ from sklearn.svm import LinearSVC
 
 from sg3probe.errors import Sg3probeError
 from sg3probe_disentanglement import metrics
+from sg3probe_disentanglement.metrics.dci import _distinct_columns  # the module, not metrics.dci the function
 
 N_SAMPLES = 600
 N_FACTORS = 4
@@ -131,6 +132,47 @@ def test_dci_does_not_depend_on_parallelism(one_to_one_codes, binary_factors, on
     serial = _dci_on_halves(one_to_one_codes, binary_factors, n_jobs=1)
     np.testing.assert_array_equal(serial.importance, one_to_one_dci.importance)
     np.testing.assert_array_equal(serial.test_accuracy, one_to_one_dci.test_accuracy)
+
+
+def test_identical_codes_are_fitted_once_and_share_their_importance(one_to_one_codes, binary_factors):
+    # Copies out of order, as a user's concatenated spaces might hold them: 2 0 2 1 0 3 4 5 5.
+    layout = [2, 0, 2, 1, 0, 3, 4, 5, 5]
+    first_occurrences = [2, 0, 1, 3, 4, 5]
+    copies = np.array([2, 2, 1, 1, 1, 2])  # of each first occurrence
+    distinct = _dci_on_halves(one_to_one_codes[:, first_occurrences], binary_factors)
+
+    repeated = _dci_on_halves(one_to_one_codes[:, layout], binary_factors)
+
+    owner = [first_occurrences.index(column) for column in layout]
+    expected = (distinct.importance / copies[:, None])[owner]  # [9 codes, factors]
+    np.testing.assert_allclose(repeated.importance, expected, rtol=1e-12)
+    np.testing.assert_array_equal(repeated.test_accuracy, distinct.test_accuracy)
+    assert repeated.disentanglement == pytest.approx(distinct.disentanglement, abs=1e-6)  # up to the 1e-11 entropy epsilon
+    assert repeated.completeness == pytest.approx(
+        metrics.disentanglement_completeness(expected).completeness, abs=1e-12
+    )
+    assert repeated.completeness < distinct.completeness  # spread over more codes
+
+
+def test_codes_equal_on_all_but_one_sample_are_not_merged(one_to_one_codes):
+    codes = one_to_one_codes[:, [0, 0, 1]].copy()
+    codes[-1, 1] += 1.0  # differs on one (test) sample only
+    groups = _distinct_columns(*_halves(codes))
+    np.testing.assert_array_equal(groups.keep, [0, 1, 2])
+    groups = _distinct_columns(*_halves(one_to_one_codes[:, [0, 0, 1]]))
+    np.testing.assert_array_equal(groups.keep, [0, 2])
+    np.testing.assert_array_equal(groups.owner, [0, 0, 1])
+
+
+def test_tiled_codes_on_attribute_subsets_keep_the_untiled_d_and_i(protocol_data):
+    codes, logits, names = protocol_data
+    subsets = metrics.select_attribute_subsets(logits, names)
+    untiled = metrics.dci_per_attribute_subsets(codes, subsets)
+    tiled = metrics.dci_per_attribute_subsets(np.tile(codes, 4), subsets)  # like W+ = W in 4 layers
+    assert tiled.n_codes == 4 * untiled.n_codes
+    np.testing.assert_allclose(tiled.importance, np.tile(untiled.importance, (4, 1)) / 4, rtol=1e-12)
+    assert tiled.disentanglement == pytest.approx(untiled.disentanglement, abs=1e-6)  # up to the 1e-11 entropy epsilon
+    assert tiled.informativeness == untiled.informativeness
 
 
 def test_dci_rejects_a_factor_with_one_class(one_to_one_codes, binary_factors):

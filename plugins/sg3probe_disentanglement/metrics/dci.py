@@ -55,6 +55,31 @@ def disentanglement_completeness(importance) -> DisentanglementCompleteness:
     )
 
 
+class _DistinctColumns(NamedTuple):
+    """Which code columns are exact copies of an earlier one, and how to share importance back."""
+
+    keep: np.ndarray  # [distinct] first column of each group of identical columns, in input order
+    owner: np.ndarray  # [codes] index into keep of the column each code copies
+    copies: np.ndarray  # [distinct] how many codes each kept column stands for
+
+    def spread(self, importance: np.ndarray) -> np.ndarray:
+        """Importance of the kept columns [distinct, factors] -> of every code [codes, factors],
+        each group's importance split in equal shares among its copies."""
+        return (importance / self.copies[:, None])[self.owner]
+
+
+def _distinct_columns(*blocks: np.ndarray) -> _DistinctColumns:
+    """The identical-column groups of the row-wise concatenation of blocks, each [rows, codes]."""
+    codes = np.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]  # [rows, codes]
+    _, first, inverse, counts = np.unique(
+        codes, axis=1, return_index=True, return_inverse=True, return_counts=True
+    )
+    order = np.argsort(first)  # np.unique sorts the columns by value; restore input order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return _DistinctColumns(keep=first[order], owner=rank[inverse.reshape(-1)], copies=counts[order])
+
+
 class _FactorSplit(NamedTuple):
     """One factor's classifier data; factors of the shared form share the code arrays."""
 
@@ -76,6 +101,7 @@ def _fit_factor_classifier(split: _FactorSplit, options: dict) -> tuple[np.ndarr
 def _dci_from_splits(
     splits: Sequence[_FactorSplit],
     factor_names: tuple[str, ...],
+    distinct: _DistinctColumns,
     *,
     n_jobs: int | None,
     random_state: int,
@@ -90,7 +116,7 @@ def _dci_from_splits(
     fits = joblib.Parallel(n_jobs=n_jobs, prefer="threads")(
         joblib.delayed(_fit_factor_classifier)(split, options) for split in splits
     )
-    importance = np.stack([fit[0] for fit in fits], axis=1)  # [codes, factors]
+    importance = distinct.spread(np.stack([fit[0] for fit in fits], axis=1))  # [codes, factors]
     test_accuracy = np.array([fit[2] for fit in fits])  # [factors]
     scores = disentanglement_completeness(importance)
     return DCIResult(
@@ -131,6 +157,12 @@ def dci(
     accuracy. `max_features` and `subsample` go to the classifier: the defaults are sklearn's
     and the canonical metric; `max_features="sqrt"` fits far faster on S-space codes, but the
     numbers are then not comparable with published ones.
+
+    Codes that are exact copies of another code (W+ sampled without a truncation cutoff is W
+    repeated in every layer) are fitted once and their importance is split in equal shares
+    among the copies. The trees are the same either way (a copy offers the same splits), and
+    sklearn gives a tie to whichever copy comes first in its random feature order, so this is
+    the expected R of the canonical fit, at 1/copies of its cost: tiled W+ gets W's D and I.
     """
     codes_train, factors_train, codes_test, factors_test = _as_train_test(
         codes_train, factors_train, codes_test, factors_test
@@ -139,11 +171,13 @@ def dci(
     # sklearn trees work in float32; converting once spares a copy per factor.
     codes_train = codes_train.astype(np.float32, copy=False)
     codes_test = codes_test.astype(np.float32, copy=False)
+    distinct = _distinct_columns(codes_train, codes_test)
+    codes_train, codes_test = codes_train[:, distinct.keep], codes_test[:, distinct.keep]
     splits = [
         _FactorSplit(codes_train, factors_train[:, j], codes_test, factors_test[:, j])
         for j in range(factors_train.shape[1])
     ]
     return _dci_from_splits(
-        splits, names, n_jobs=n_jobs, random_state=random_state,
+        splits, names, distinct, n_jobs=n_jobs, random_state=random_state,
         max_features=max_features, subsample=subsample,
     )

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from sg3probe_disentanglement.metrics.dci import _dci_from_splits, _FactorSplit
+from sg3probe_disentanglement.metrics.dci import _dci_from_splits, _distinct_columns, _FactorSplit
 from sg3probe_disentanglement.metrics.inputs import (AttributeSubsets, DCIResult, MetricInputError, MIGResult,
                                                      SAPResult, Threshold, _as_codes, _as_names,
                                                      _check_at_least_two_codes)
@@ -203,16 +203,19 @@ def dci_per_attribute_subsets(
     Column j of R is the importance vector of attribute j's classifier, fitted on its subset;
     D, C and I are then computed from R exactly as for shared samples (the canonical form
     already fits one classifier per factor, so only each classifier's training set differs).
-    Options as in `dci`.
+    Options, and the sharing of importance among identical codes, as in `dci`; codes count as
+    identical when they are equal on every sample that some attribute uses.
     """
     codes, attribute_splits = _codes_of_subsets(codes, subsets)
     codes = codes.astype(np.float32, copy=False)
+    distinct = _distinct_columns(codes)
+    codes = codes[:, distinct.keep]
     splits = [
         _FactorSplit(codes[split.train_rows], split.train_labels, codes[split.test_rows], split.test_labels)
         for split in attribute_splits
     ]
     return _dci_from_splits(
-        splits, subsets.names, n_jobs=n_jobs, random_state=random_state,
+        splits, subsets.names, distinct, n_jobs=n_jobs, random_state=random_state,
         max_features=max_features, subsample=subsample,
     )
 
