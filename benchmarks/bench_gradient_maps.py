@@ -2,8 +2,8 @@
 
 Each measurement runs in a fresh process (peak RSS is per process) on a random StyleGAN3-T of the
 given resolution; the maps go to a temporary folder chunk by chunk, so peak memory should depend on
-`--chunk` and `--images-per-chunk`, not on `--images`. Usage:
-    python benchmarks/bench_gradient_maps.py --resolution 256 --images 2,4 --method reverse --chunk 64
+`--memory-mb` (or `--chunk`) and `--images-per-chunk`, not on `--images`. Usage:
+    python benchmarks/bench_gradient_maps.py --resolution 256 --images 1,2,4 [--memory-mb 2048 | --chunk 8]
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def measure(args: argparse.Namespace, images: int) -> dict:
     from sg3probe.models.generator import Generator
     from sg3probe.runtime import tune_malloc
     from sg3probe.style_channels import style_layout
-    from sg3probe_stylespace.gradients import write_gradient_maps
+    from sg3probe_stylespace.gradients import auto_chunk, write_gradient_maps
 
     malloc = "tuned" if tune_malloc() else "default"  # as the command line runs; SG3PROBE_MALLOC=default
     torch.set_num_threads(args.threads)
@@ -38,11 +38,12 @@ def measure(args: argparse.Namespace, images: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         write_gradient_maps(G, ws, folder, layout, pool=args.pool, images_per_chunk=args.images_per_chunk,
-                            chunk=args.chunk, method=args.method)
+                            chunk=args.chunk or None, memory_mb=args.memory_mb, method=args.method)
         seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"resolution": args.resolution, "channels": layout.channels, "pool": args.pool, "method": args.method,
-            "chunk": args.chunk, "images": images, "seconds": round(seconds, 1),
+            "chunk": args.chunk or auto_chunk(G, args.images_per_chunk, args.memory_mb),
+            "memory_mb": args.memory_mb, "images": images, "seconds": round(seconds, 1),
             "seconds_per_image": round(seconds / images, 1), "rss_before_mb": round(before),
             "peak_rss_mb": round(peak), "threads": args.threads, "malloc": malloc}
 
@@ -55,7 +56,8 @@ def main() -> None:
     parser.add_argument("--images", default="1,2", help="comma list: one fresh process per count")
     parser.add_argument("--pool", type=int, default=32)
     parser.add_argument("--method", default="auto", choices=("auto", "forward", "reverse"))
-    parser.add_argument("--chunk", type=int, default=64)
+    parser.add_argument("--chunk", type=int, default=0, help="products per pass (0: from --memory-mb)")
+    parser.add_argument("--memory-mb", type=float, default=2048, help="memory budget of one pass")
     parser.add_argument("--images-per-chunk", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure in this process

@@ -37,12 +37,15 @@ class StyleSpace(Analyzer):
         gradient_roles: list[str] = field(default_factory=lambda: ["aligned"])  # models that get gradient maps
         pool: int = 32  # gradient maps are of the output average-pooled to pool x pool
         method: str = "auto"  # forward (JVP per channel), reverse (VJP per pooled pixel) or auto
-        chunk: int = 64  # channels (forward) or output elements (reverse) per pass: bounds memory
+        chunk: int = 0  # channels (forward) or output elements (reverse) per pass; 0: as memory_mb allows
+        memory_mb: float = 2048  # memory budget of one pass of gradient maps (sets chunk when it is 0)
         images_per_chunk: int = 2  # images per resumable gradient-map file
         threshold: float = 0.5  # localization rule: sum of frac over the region set above this
         margin: float = 0.25  # ... and above the largest frac outside the set by this
         max_regions: int = 2  # largest region set a channel may be localized to
         top_channels: int = 5  # rows per region in the channel tables
+        edit_candidates: int = 20  # per region, the best localized channels whose edits are tried on the
+        #                            gradient images; the most local one is measured on the held-out samples
         edit_samples: int = 50  # held-out samples (after the gradient images) for the locality score
         alpha: float = 10.0  # edits for the locality score: s_c +- alpha * sigma_c
         grid_alphas: str = "-20,-10,0,10,20"
@@ -57,8 +60,11 @@ class StyleSpace(Analyzer):
         def __post_init__(self) -> None:
             if self.method not in METHODS:
                 raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-            if self.gradient_images < 1 or self.edit_samples < 1 or self.positives < 2:
-                raise ValueError("gradient_images and edit_samples must be >= 1, positives >= 2")
+            if self.gradient_images < 1 or self.edit_samples < 1 or self.positives < 2 or self.edit_candidates < 1:
+                raise ValueError("gradient_images, edit_samples and edit_candidates must be >= 1, positives >= 2")
+            if self.chunk < 0 or self.memory_mb <= 0:
+                raise ValueError(f"chunk must be >= 0 (0: from memory_mb) and memory_mb > 0; got {self.chunk}, "
+                                 f"{self.memory_mb}")
             if not 0 < self.threshold <= 1 or self.margin < 0:
                 raise ValueError(f"threshold must be in (0, 1] and margin >= 0; got {self.threshold}, {self.margin}")
             parse_strengths(self.grid_alphas)
@@ -107,7 +113,8 @@ class _Study:
             rows = np.arange(cfg.gradient_images)
             paths = write_gradient_maps(
                 G, np.asarray(wplus[rows], dtype=np.float32), Path(ctx.work_dir) / role / "gradient_maps", layout,
-                pool=cfg.pool, images_per_chunk=cfg.images_per_chunk, chunk=cfg.chunk, method=cfg.method,
+                pool=cfg.pool, images_per_chunk=cfg.images_per_chunk, chunk=cfg.chunk or None,
+                memory_mb=cfg.memory_mb, method=cfg.method,
                 transforms=None if transforms is None else transforms[rows], progress=ctx.progress)
             self._timing(role, "gradient maps", started, len(rows))
             started = time.perf_counter()
@@ -130,7 +137,8 @@ class _Study:
             self.arrays[f"frac_{role}"] = frac
             self._localization_tables(role, layout, region_names, frac, found)
             self._timing(role, "localization", started, len(rows))
-            result = self._edits(role, G, layout, std, samples, transforms, region_names, frac, found)
+            selection = (rows, images, torch.as_tensor(np.asarray(segmentation.masks)))
+            result = self._edits(role, G, layout, std, samples, transforms, region_names, frac, found, selection)
             self.figures[f"gradient overlays ({role})"] = figures.gradient_overlay(
                 images[0], overlay_maps, [result[r][0] for r in result][:6], layout.channel_names(),
                 list(result)[:6])
@@ -156,38 +164,54 @@ class _Study:
         self.metrics.setdefault(role, {})["localized_channels"] = localized
         self.metrics[role]["channels"] = len(found)
 
-    def _edits(self, role, G, layout, std, samples, transforms, region_names, frac, found) -> dict:
-        """Edit the top channel of each region on the held-out samples; locality per region."""
+    def _edits(self, role, G, layout, std, samples, transforms, region_names, frac, found, selection) -> dict:
+        """Edit the top channel of each region on the held-out samples; locality per region.
+
+        The top channel is the most local edit, measured on the gradient images (`selection`: their
+        rows, images and masks), among the region's `edit_candidates` best-ranked localized channels
+        (by frac alone where none is localized); held-out samples then give its reported locality.
+        """
         cfg, wplus = self.cfg, samples["wplus"]
         started = time.perf_counter()
         held = np.arange(cfg.gradient_images, cfg.gradient_images + cfg.edit_samples)
         originals = _render(G, wplus, held, transforms, None, cfg.batch_size)
         segmentation = self.ctx.scorer.segment(originals)
         masks = torch.as_tensor(np.asarray(segmentation.masks))
+        selection_rows, selection_images, selection_masks = selection
         offsets = layout.offsets()
+
+        def edit_of(channel: int) -> tuple:
+            layer = int(np.searchsorted(offsets, channel, side="right") - 1)
+            return layout.names[layer], channel - int(offsets[layer]), float(std[channel])
+
+        def shares_of(edit, rows, images, inside) -> list[float]:
+            return [_locality(_render(G, wplus, rows, transforms, edit + (sign * cfg.alpha,), cfg.batch_size),
+                              images, inside) for sign in (-1.0, 1.0)]
+
         chosen = {}
         for region, region_name in enumerate(region_names):
             if np.all(np.isnan(frac[:, region])):
                 continue  # no gradient image contains the region
             ranked = ranked_channels(found, frac, region, self.strength)
             localized = len(ranked) > 0
-            channel = int(ranked[0]) if localized else int(np.nanargmax(frac[:, region]))
-            layer = int(np.searchsorted(offsets, channel, side="right") - 1)
-            edit = (layout.names[layer], channel - int(offsets[layer]), float(std[channel]))
+            if not localized:
+                ranked = np.argsort(-np.nan_to_num(frac[:, region], nan=-1.0), kind="stable")
+            candidates = [int(c) for c in ranked[:cfg.edit_candidates]]
+            selection_inside = _dilate(selection_masks == region, cfg.dilation)
+            tried = [float(np.nanmean(shares_of(edit_of(c), selection_rows, selection_images, selection_inside)))
+                     if selection_inside.any() else float("nan") for c in candidates]
+            pick = int(np.nanargmax(tried)) if not np.all(np.isnan(tried)) else 0
+            channel = candidates[pick]
+            edit = edit_of(channel)
             inside = _dilate(masks == region, cfg.dilation)  # [N, H, W]
-            shares = []
-            for sign in (-1.0, 1.0):
-                edited = _render(G, wplus, held, transforms, edit + (sign * cfg.alpha,), cfg.batch_size)
-                change = (edited - originals).abs().mean(dim=1)  # [N, H, W]
-                has = inside.flatten(1).any(dim=1)
-                total = change[has].sum()
-                shares.append(float((change * inside)[has].sum() / total) if total > 0 else float("nan"))
+            shares = shares_of(edit, held, originals, inside)
             locality = float(np.nanmean(shares))
             chosen[region_name] = (channel, edit)
             self.tables["locality"].append({
                 "model": role, "region": region_name, "channel": f"{edit[0]}:{edit[1]}", "localized": localized,
-                "alpha": cfg.alpha, "locality": round(locality, 3), "locality_minus": round(shares[0], 3),
-                "locality_plus": round(shares[1], 3),
+                "gradient_rank": pick + 1, "candidates": len(candidates),
+                "selection_locality": round(tried[pick], 3), "alpha": cfg.alpha, "locality": round(locality, 3),
+                "locality_minus": round(shares[0], 3), "locality_plus": round(shares[1], 3),
                 "samples_with_region": int(inside.flatten(1).any(dim=1).sum())})
             self.metrics.setdefault(role, {}).setdefault("locality", {})[region_name] = locality
             rows = held[:cfg.grid_samples]
@@ -221,12 +245,8 @@ class _Study:
                 step = sign * cfg.w_edit_sigmas * boundary.projection_std * boundary.normal
                 edited = _render(G, _wplus_plus(samples["wplus"], held, step), np.arange(len(held)),
                                  None if transforms is None else transforms[held], None, cfg.batch_size)
-                change = (edited - originals).abs().mean(dim=1)
                 for r, region_mask in enumerate(inside):
-                    has = region_mask.flatten(1).any(dim=1)
-                    total = change[has].sum()
-                    if total > 0:
-                        shares[k, r] = float((change * region_mask)[has].sum() / total)
+                    shares[k, r] = _locality(edited, originals, region_mask)
             for r, region_name in enumerate(region_names):
                 if np.all(np.isnan(shares[:, r])):
                     continue
@@ -291,7 +311,10 @@ class _Study:
                     tables=[t for t in tables if t == "channels" or t.startswith("localized")],
                     figures=[f for f in figs if f.startswith("layer x region") or f.startswith("gradient")]),
             Section("Single-channel edits", f"s_c += alpha * sigma_c; locality = share of mean |pixel change| inside "
-                    f"the region dilated by {self.cfg.dilation} px over {self.cfg.edit_samples} held-out samples.",
+                    f"the region dilated by {self.cfg.dilation} px over {self.cfg.edit_samples} held-out samples. "
+                    f"Each region's channel is the most local edit on the gradient images among its "
+                    f"{self.cfg.edit_candidates} best-ranked localized channels (gradient_rank: its place in "
+                    "that ranking; selection_locality: its locality there).",
                     tables=["locality"] if "locality" in tables else [], figures=edit_figures),
             Section("W versus S", f"The paper's finding: single S channels edit a region more locally than W "
                     f"directions. For each region, the best single S channel's locality (above) beside the most "
@@ -324,6 +347,15 @@ def _render(G, wplus, rows, transforms, edit, batch_size) -> torch.Tensor:
                 styles[layer][:, channel] += alpha * sigma
             out.append(G.synthesis(styles=styles, transform=transform).cpu())
     return torch.cat(out)
+
+
+def _locality(edited: torch.Tensor, originals: torch.Tensor, inside: torch.Tensor) -> float:
+    """Share of the mean |pixel change| [N, C, H, W] inside the masks [N, H, W], over the images
+    that contain the region (NaN if none does, or nothing changed)."""
+    change = (edited - originals).abs().mean(dim=1)  # [N, H, W]
+    has = inside.flatten(1).any(dim=1)
+    total = change[has].sum()
+    return float((change * inside)[has].sum() / total) if total > 0 else float("nan")
 
 
 def _wplus_plus(wplus, rows, step) -> np.ndarray:

@@ -12,6 +12,11 @@ style channel (all non-ToRGB layers) is computed in batched Jacobian products:
   forward product costs about 1.6x (64 px, 174 channels) to 20x (16 px, 28 channels) a reverse one:
   the generator's forward-mode derivatives go through slower paths than its backward.
 
+Memory grows with the products per pass times the images per batch: each product holds a few
+copies of the largest layer's activations. `auto_chunk` sizes the pass to a memory budget from
+the architecture; measured on CPU (torch 2.13, forward mode), one product of one image peaks at
+8-10x the largest layer tensor (a 256-px T, channel_max 64: ~200 MB per product, 20 MB tensor).
+
 `write_gradient_maps` stores the maps chunk by chunk as .npy files in a folder and skips the
 chunks already there, so an interrupted computation resumes where it stopped.
 """
@@ -30,6 +35,18 @@ from sg3probe.style_channels import StyleLayout
 METHODS = ("auto", "forward", "reverse")
 
 
+# Peak bytes of one Jacobian product of one image, in units of the largest layer tensor (measured
+# 8-10x on CPU; see the module docstring).
+_PRODUCT_PEAK_PER_LARGEST_TENSOR = 10
+
+
+def auto_chunk(G, images: int, memory_mb: float) -> int:
+    """Products per pass such that `images` images stay within about memory_mb (at least 1)."""
+    largest = max(spec.out_channels * (spec.in_size * spec.up_factor) ** 2 for spec in G.architecture.layers)
+    per_product = _PRODUCT_PEAK_PER_LARGEST_TENSOR * largest * 4 * max(images, 1)  # float32 bytes
+    return max(1, int(memory_mb * 2**20 // per_product))
+
+
 def pooled_render(G, styles: Mapping[str, torch.Tensor], pool: int, transform=None) -> torch.Tensor:
     """Render styles and average-pool the images to [B, 3, pool, pool]."""
     images = G.synthesis(styles=styles, transform=transform)  # [B, C, H, W]
@@ -40,13 +57,17 @@ def pooled_render(G, styles: Mapping[str, torch.Tensor], pool: int, transform=No
 
 
 def gradient_maps(G, styles: Mapping[str, torch.Tensor], layout: StyleLayout, *, pool: int = 32,
-                  chunk: int = 64, method: str = "auto", transform=None) -> torch.Tensor:
+                  chunk: int | None = None, memory_mb: float = 2048, method: str = "auto",
+                  transform=None) -> torch.Tensor:
     """Gradient maps [B, channels, pool, pool] of a batch of styles: mean over RGB of |d pooled / d s_c|.
 
-    `chunk` bounds memory: the number of channels (forward) or output elements (reverse) per pass.
+    `chunk` bounds memory: the number of channels (forward) or output elements (reverse) per pass;
+    None sizes it to `memory_mb` with `auto_chunk`.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if chunk is None:
+        chunk = auto_chunk(G, len(next(iter(styles.values()))), memory_mb)
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     if method == "auto":
@@ -107,8 +128,9 @@ def _chunk_path(folder: Path, start: int, stop: int) -> Path:
 
 
 def write_gradient_maps(G, ws: np.ndarray | torch.Tensor, folder: str | Path, layout: StyleLayout, *,
-                        pool: int = 32, images_per_chunk: int = 8, chunk: int = 64, method: str = "auto",
-                        transforms: np.ndarray | None = None, progress=None) -> list[Path]:
+                        pool: int = 32, images_per_chunk: int = 8, chunk: int | None = None,
+                        memory_mb: float = 2048, method: str = "auto", transforms: np.ndarray | None = None,
+                        progress=None) -> list[Path]:
     """Gradient maps of ws [N, num_ws, w_dim] as float16 .npy files of `images_per_chunk` images each.
 
     Existing chunk files are kept, so a second call after an interruption computes only the rest.
@@ -130,7 +152,8 @@ def write_gradient_maps(G, ws: np.ndarray | torch.Tensor, folder: str | Path, la
         transform = None if transforms is None else torch.as_tensor(transforms[start:stop], dtype=torch.float32)
         with torch.no_grad():
             styles = G.styles(batch)
-        maps = gradient_maps(G, styles, layout, pool=pool, chunk=chunk, method=method, transform=transform)
+        maps = gradient_maps(G, styles, layout, pool=pool, chunk=chunk, memory_mb=memory_mb, method=method,
+                             transform=transform)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(temporary, "wb") as handle:
             np.save(handle, maps.numpy().astype(np.float16))

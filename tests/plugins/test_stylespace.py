@@ -9,7 +9,8 @@ from sg3probe.errors import ConfigError
 from sg3probe.scorer import Attribute, Scorer, Segmentation
 from sg3probe.style_channels import RunningMoments, style_layout
 from sg3probe_stylespace.analyzer import StyleSpace
-from sg3probe_stylespace.gradients import gradient_maps, pooled_render, read_gradient_maps, write_gradient_maps
+from sg3probe_stylespace.gradients import (auto_chunk, gradient_maps, pooled_render, read_gradient_maps,
+                                          write_gradient_maps)
 from sg3probe_stylespace.localization import (attribute_relevance, downsample_masks, localize,
                                               overlap_scores, ranked_channels, region_frequency, select_positives,
                                               top_regions)
@@ -49,6 +50,19 @@ def test_gradient_maps_match_finite_differences(tiny, method):
         scale = float(expected.max())
         assert scale > 0
         torch.testing.assert_close(maps[:, channel], expected, rtol=2e-2, atol=2e-3 * scale)
+
+
+def test_auto_chunk_follows_the_memory_budget_and_leaves_the_maps_unchanged(tiny):
+    largest = max(spec.out_channels * (spec.in_size * spec.up_factor) ** 2 for spec in tiny.architecture.layers)
+    per_image_mb = 10 * largest * 4 / 2**20  # one product of one image, as the module documents
+    assert auto_chunk(tiny, 1, 7.5 * per_image_mb) == 7
+    assert auto_chunk(tiny, 3, 7.5 * per_image_mb) == 2  # more images per batch, fewer products per pass
+    assert auto_chunk(tiny, 1, 1e-6) == 1
+    with torch.no_grad():
+        styles = tiny.styles(_ws(tiny, 2))
+    layout = style_layout(tiny)
+    budgeted = gradient_maps(tiny, styles, layout, pool=8, memory_mb=7.5 * 2 * per_image_mb)  # chunk 7
+    torch.testing.assert_close(budgeted, gradient_maps(tiny, styles, layout, pool=8, chunk=28), rtol=1e-4, atol=1e-6)
 
 
 def test_maps_files_resume_and_skip_existing_chunks(tiny, tmp_path):
@@ -174,18 +188,34 @@ class HalvesScorer(Scorer):
         return Segmentation(masks, ("left", "top_right", "bottom_right"))
 
 
-def test_analyzer_runs_end_to_end_and_resumes(tiny, tmp_path):
-    count = 30
+def _halves_samples(tiny, count=30):
     ws = _ws(tiny, count, seed=3)
     with torch.no_grad():
         styles = tiny.styles(ws)
         scores = HalvesScorer().score(tiny.synthesis(ws))
-    samples = InMemorySampleSet({"seeds": np.arange(count), "wplus": ws.numpy(), "w": ws[:, 0].numpy(),
-                                 "s": {k: v.numpy() for k, v in styles.items()}, "scores": scores})
+    return InMemorySampleSet({"seeds": np.arange(count), "wplus": ws.numpy(), "w": ws[:, 0].numpy(),
+                              "s": {k: v.numpy() for k, v in styles.items()}, "scores": scores})
+
+
+def _run_halves(tiny, work_dir, **options):
     cfg = StyleSpace.make_config({"gradient_images": 4, "pool": 8, "edit_samples": 6, "grid_samples": 2,
-                                  "positives": 4, "candidates": 10, "images_per_chunk": 2})
-    ctx = AnalysisContext(generators={"aligned": tiny}, work_dir=tmp_path, scorer=HalvesScorer())
-    result = StyleSpace().analyze({"aligned": samples}, ctx, cfg)
+                                  "positives": 4, "candidates": 10, "images_per_chunk": 2, **options})
+    ctx = AnalysisContext(generators={"aligned": tiny}, work_dir=work_dir, scorer=HalvesScorer())
+    return StyleSpace().analyze({"aligned": _halves_samples(tiny)}, ctx, cfg)
+
+
+def test_top_channel_is_the_most_local_candidate_on_the_gradient_images(tiny, tmp_path):
+    first = _run_halves(tiny, tmp_path, edit_candidates=1).tables["locality"].set_index("region")
+    best = _run_halves(tiny, tmp_path, edit_candidates=28).tables["locality"].set_index("region")
+    assert (first["gradient_rank"] == 1).all() and (first["candidates"] == 1).all()
+    # Trying more candidates can only find an edit at least as local on the selection images.
+    assert (best["selection_locality"] >= first["selection_locality"] - 1e-3).all()
+    assert (best["selection_locality"] > first["selection_locality"] + 1e-3).any()
+    assert (best.loc[best["gradient_rank"] == 1, "channel"] == first.loc[best["gradient_rank"] == 1, "channel"]).all()
+
+
+def test_analyzer_runs_end_to_end_and_resumes(tiny, tmp_path):
+    result = _run_halves(tiny, tmp_path)
     assert result.metrics["aligned"]["channels"] == 28
     locality = result.tables["locality"]
     assert set(locality["region"]) == {"left", "top_right", "bottom_right"}
@@ -201,7 +231,7 @@ def test_analyzer_runs_end_to_end_and_resumes(tiny, tmp_path):
     files = sorted((tmp_path / "aligned" / "gradient_maps").glob("maps_*.npy"))
     assert len(files) == 2
     stamps = [f.stat().st_mtime_ns for f in files]
-    StyleSpace().analyze({"aligned": samples}, ctx, cfg)  # resumes: the map files are not rewritten
+    _run_halves(tiny, tmp_path)  # resumes: the map files are not rewritten
     assert [f.stat().st_mtime_ns for f in files] == stamps
 
 
