@@ -160,9 +160,11 @@ def dci(
 
     Codes that are exact copies of another code (W+ sampled without a truncation cutoff is W
     repeated in every layer) are fitted once and their importance is split in equal shares
-    among the copies. The trees are the same either way (a copy offers the same splits), and
-    sklearn gives a tie to whichever copy comes first in its random feature order, so this is
-    the expected R of the canonical fit, at 1/copies of its cost: tiled W+ gets W's D and I.
+    among the copies. With every feature tried per split (max_features=None) the trees are the
+    same either way, since a copy offers the same splits, and sklearn gives a tie to whichever
+    copy comes first in its random feature order: this is the expected R of the canonical fit,
+    at 1/copies of its cost, and tiled W+ gets W's D and I. (With max_features below all, the
+    features drawn per split differ from a fit on the copies.)
     """
     codes_train, factors_train, codes_test, factors_test = _as_train_test(
         codes_train, factors_train, codes_test, factors_test
