@@ -198,9 +198,11 @@ class _Study:
                 ranked = np.argsort(-np.nan_to_num(frac[:, region], nan=-1.0), kind="stable")
             candidates = [int(c) for c in ranked[:cfg.edit_candidates]]
             selection_inside = _dilate(selection_masks == region, cfg.dilation)
-            tried = [float(np.nanmean(shares_of(edit_of(c), selection_rows, selection_images, selection_inside)))
-                     if selection_inside.any() else float("nan") for c in candidates]
-            pick = int(np.nanargmax(tried)) if not np.all(np.isnan(tried)) else 0
+            tried = np.full(len(candidates), np.nan)  # stays NaN if no gradient image shows the region
+            if selection_inside.any():
+                tried[:] = [np.nanmean(shares_of(edit_of(c), selection_rows, selection_images, selection_inside))
+                            for c in candidates]
+            pick = 0 if np.isnan(tried).all() else int(np.nanargmax(tried))
             channel = candidates[pick]
             edit = edit_of(channel)
             inside = _dilate(masks == region, cfg.dilation)  # [N, H, W]
@@ -210,7 +212,7 @@ class _Study:
             self.tables["locality"].append({
                 "model": role, "region": region_name, "channel": f"{edit[0]}:{edit[1]}", "localized": localized,
                 "gradient_rank": pick + 1, "candidates": len(candidates),
-                "selection_locality": round(tried[pick], 3), "alpha": cfg.alpha, "locality": round(locality, 3),
+                "selection_locality": round(float(tried[pick]), 3), "alpha": cfg.alpha, "locality": round(locality, 3),
                 "locality_minus": round(shares[0], 3), "locality_plus": round(shares[1], 3),
                 "samples_with_region": int(inside.flatten(1).any(dim=1).sum())})
             self.metrics.setdefault(role, {}).setdefault("locality", {})[region_name] = locality
