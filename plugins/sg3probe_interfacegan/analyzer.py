@@ -16,7 +16,8 @@ from sg3probe.errors import ConfigError
 from sg3probe.models.transforms import batch_inverse_transforms
 from sg3probe.results import AnalysisResult, Section
 from sg3probe_interfacegan import figures
-from sg3probe_interfacegan.effects import (EditBench, View, change_rate, mean_shift, target_response)
+from sg3probe_interfacegan.effects import (EditBench, View, change_rate, forward_rows, mean_shift,
+                                           target_response)
 
 UNALIGNED_VIEWS = ("pseudo-aligned", "transformed", "natural")
 # Where each toy-world attribute shows in the toy scorer's segmentation.
@@ -52,8 +53,15 @@ class InterFaceGAN(Analyzer):
         max_translate: float = 0.12  # fraction of the image, "transformed" view
         layer_ranges: dict[str, str] = field(default_factory=lambda: dict(LAYER_RANGES))
         single_layers: bool = True  # also every ws row alone
-        layer_samples: int = 8  # held-out samples pushed across each boundary per layer range
-        layer_roles: list[str] = field(default_factory=lambda: ["aligned"])
+        # Training samples (never the held-out ones) pushed across each boundary per layer range.
+        layer_samples: int = 16
+        layer_roles: list[str] = field(default_factory=lambda: ["aligned", "unaligned"])
+        # Find the ws rows each attribute lives in (forward selection on the layer samples: add the row
+        # that most raises target move - row_side_weight * mean side move, while it gains >= row_min_gain
+        # natural stds) and edit those rows alone too ("w rows" in the tables, `<attribute>_rows` files).
+        row_search: bool = True
+        row_side_weight: float = 2.0
+        row_min_gain: float = 0.05
         grid_samples: int = 2  # held-out samples shown in the edit grids
         batch_size: int = 32
 
@@ -95,8 +103,9 @@ class _Study:
         self.role_attributes = self.attributes  # narrowed per model by _varied
         self.kinds = {a.name: a.kind for a in self.scorer.attributes}
         self.strengths = np.sort(parse_strengths(cfg.strengths))
-        self.rows: dict[str, list[dict]] = {k: [] for k in ("boundaries", "edits", "entanglement", "conditional",
-                                                             "layers", "curves", "pixels", "timings", "not studied")}
+        self.rows: dict[str, list[dict]] = {k: [] for k in (
+            "boundaries", "edits", "reach", "entanglement", "conditional", "layers", "attribute rows", "curves",
+            "pixels", "timings", "not studied")}
         self.figures: dict = {}
         self.arrays: dict[str, np.ndarray] = {}
         self.grids: dict[str, dict[str, np.ndarray]] = {}
@@ -132,6 +141,18 @@ class _Study:
         self._timing(role, "boundaries", started, 0)
 
         views = [View("aligned")] if role == "aligned" else [self._view(name, len(held)) for name in cfg.unaligned_views]
+        if role in cfg.layer_roles:
+            started = time.perf_counter()
+            probe = np.sort(ctx.rng(3).choice(train, min(cfg.layer_samples, len(train)), replace=False))
+            probe_ws = wplus[probe] if wplus is not None else _rows_of(samples, "wplus", probe)
+            # The first view without user transforms (they are drawn for the held-out samples).
+            view = replace(views[0], transforms=None)
+            bench = EditBench(G, self.scorer, torch.from_numpy(probe_ws), view, batch_size=cfg.batch_size)
+            model = role if role == "aligned" else f"{role} ({view.name})"
+            own_rows = self._layers(role, model, bench, boundaries[("w", "")], w[probe], natural_std)
+            if own_rows:
+                boundaries[("w", "rows")] = own_rows
+            self._timing(role, "layer ranges and rows", started, bench.renders)
         for number, view in enumerate(views):
             started = time.perf_counter()
             bench = EditBench(G, self.scorer, torch.from_numpy(held_ws), view, batch_size=cfg.batch_size,
@@ -140,8 +161,6 @@ class _Study:
             effects = self._edits(model, bench, boundaries, natural_std, corr)
             if number == 0:
                 self._compare_conditional(model, bench, boundaries, conditional, effects, natural_std, corr)
-                if role in cfg.layer_roles:
-                    self._layers(model, bench, boundaries[("w", "")], w[held], natural_std)
             self._timing(role, f"edits {view.name}", started, bench.renders)
         self.arrays[f"held_out_seeds_{role}"] = np.asarray(samples["seeds"])[held]
 
@@ -251,14 +270,17 @@ class _Study:
                                         self.cfg.change_std) for m in measured if m != attribute.name}
                 worst = max(uncorrelated, key=lambda m: rates[m]) if uncorrelated else ""
                 self.rows["edits"].append({
-                    "model": model, "space": space_name, "attribute": attribute.name, **response,
+                    "model": model, "space": space_name, "attribute": attribute.name,
+                    "rows": format_layers(boundary.layers) if boundary.layers else "all", **response,
                     "worst_uncorrelated": worst, "worst_uncorrelated_change_rate": rates.get(worst, float("nan")),
                     **effect.pixels})
+                self._by_reach(model, space_name, attribute, effect, natural_std, uncorrelated)
                 if space != "w":
                     continue
                 for m in measured:
                     self.rows["entanglement"].append({
-                        "model": model, "edited": attribute.name, "measured": m,
+                        "model": model, "edit": "own rows" if label else "all rows",
+                        "edited": attribute.name, "measured": m,
                         "change_rate": response["success_rate"] if m == attribute.name else rates[m],
                         "mean_shift_std": mean_shift(effect.scores[m], natural_std[m]),
                         "correlation": float(corr.loc[attribute.name, m])})
@@ -268,10 +290,28 @@ class _Study:
                         "attribute": attribute.name, "kind": attribute.kind, "model": model, "strength": strength,
                         "mean": float(np.mean(target[s])), "q25": float(np.percentile(target[s], 25)),
                         "q75": float(np.percentile(target[s], 75))})
-                if effect.grid is not None:
+                if effect.grid is not None and not label:
                     for k in range(len(effect.grid)):
                         self.grids.setdefault(f"{model}, held-out sample {k}", {})[attribute.name] = effect.grid[k]
         return effects
+
+    def _by_reach(self, model, space_name, attribute, effect, natural_std, uncorrelated) -> None:
+        """The edit's success and worst uncorrelated change when it goes only as far as +-reach sigma,
+        for each reach in the strength range: how far an edit stays clean."""
+        for reach in sorted({abs(float(x)) for x in self.strengths if x != 0}):
+            inside = np.abs(self.strengths) <= reach + 1e-9
+            if np.sum(inside) < 2:
+                continue
+            part = {name: values[inside] for name, values in effect.scores.items()}
+            response = target_response(part[attribute.name], attribute.kind, natural_std[attribute.name],
+                                       self.cfg.change_std)
+            rates = {m: change_rate(part[m], effect.original[m], self.kinds[m], natural_std[m], self.cfg.change_std)
+                     for m in uncorrelated}
+            worst = max(rates, key=rates.get) if rates else ""
+            self.rows["reach"].append({
+                "model": model, "space": space_name, "attribute": attribute.name, "reach_sigma": reach,
+                "success_rate": response["success_rate"], "worst_uncorrelated": worst,
+                "worst_uncorrelated_change_rate": rates.get(worst, float("nan"))})
 
     def _compare_conditional(self, model, bench, boundaries, conditional, effects, natural_std, corr) -> None:
         """Side effects on the conditions: unconditional vs conditional boundary, same strengths."""
@@ -293,11 +333,11 @@ class _Study:
                     "target_move_unconditional": mean_shift(plain_ends[attribute], natural_std[attribute]),
                     "target_move_conditional": mean_shift(effect.scores[attribute], natural_std[attribute])})
 
-    def _layers(self, model, bench: EditBench, w_boundaries, w_held, natural_std) -> None:
-        """Each boundary applied to a subset of ws rows: which rows move the attribute."""
+    def _layers(self, role, model, bench: EditBench, w_boundaries, w_probe, natural_std) -> dict[str, Boundary]:
+        """Each W boundary applied to some ws rows only, pushing the layer samples across it at the
+        largest strength: which rows move each attribute (the layer-range table) and, with
+        row_search, the rows to edit it by (returned as boundaries with those rows, and saved)."""
         cfg = self.cfg
-        count = min(cfg.layer_samples, len(bench))
-        index = np.arange(count)
         num_ws = bench.G.num_ws
         ranges = {"all": None}
         for label, text in cfg.layer_ranges.items():
@@ -306,23 +346,38 @@ class _Study:
                 ranges[f"{label} {format_layers(rows)}"] = rows
         if cfg.single_layers:
             ranges.update({str(row): [row] for row in range(num_ws)})
-        original = bench.original()[0]
         top = float(np.max(np.abs(self.strengths)))
-        for attribute in self.role_attributes:
-            boundary = w_boundaries[attribute.name]
-            sides = np.where(boundary.distance(w_held) < 0, 1.0, -1.0)  # push each sample across
-            direction = Direction(boundary.normal, projection_std=boundary.projection_std)
-            full = None
+        own: dict[str, Boundary] = {}
+        for attribute in self.ctx.progress(self.role_attributes, desc=f"layer ranges {model}"):
+            name = attribute.name
+            boundary = w_boundaries[name]
+            push = _Push(bench, boundary, w_probe, top, natural_std, name)
+            full_target, full_side = push.effect(None)
             for label, rows in ranges.items():
-                scores = bench.push_across(direction, top * boundary.projection_std, sides, index, rows)
-                moves = {m: (scores[m] - original[m][index]) / natural_std[m] for m in scores}
-                effect = float(np.mean(moves[attribute.name] * sides[index]))
-                full = effect if full is None else full  # the first range is "all"; NaN-safe below
-                others = [float(np.mean(np.abs(v))) for m, v in moves.items() if m != attribute.name]
+                target, side = push.effect(rows)
                 self.rows["layers"].append({
-                    "model": model, "attribute": attribute.name, "layers": label, "target_effect_std": effect,
-                    "relative_effect": effect / full if full else float("nan"),
-                    "side_effect_std": float(np.mean(others)) if others else float("nan")})
+                    "model": model, "attribute": name, "layers": label, "target_effect_std": target,
+                    "relative_effect": target / full_target if full_target else float("nan"),
+                    "side_effect_std": side})
+            if not cfg.row_search:
+                continue
+
+            def objective(rows: list[int]) -> float:
+                target, side = push.effect(rows)
+                return target - cfg.row_side_weight * side
+
+            rows, _ = forward_rows(objective, list(range(num_ws)), cfg.row_min_gain)
+            found = bool(rows)
+            rows = rows or list(range(num_ws))
+            target, side = push.effect(rows)
+            own[name] = replace(boundary, layers=rows)
+            own[name].save(self.boundary_dir / role / "w" / f"{name}_rows")
+            self.rows["attribute rows"].append({
+                "model": model, "attribute": name, "rows": format_layers(rows), "found": found,
+                "target_effect_std": target, "side_effect_std": side,
+                "all_rows_target_effect_std": full_target, "all_rows_side_effect_std": full_side,
+                "row_sets_tried": push.tried})
+        return own
 
     def _timing(self, role, step, started, renders) -> None:
         self.rows["timings"].append({"model": role, "step": step, "seconds": time.perf_counter() - started,
@@ -350,15 +405,23 @@ class _Study:
             Section("Edit response", "Held-out samples edited at each strength (in stds of the projection onto the "
                     "normal). success: a binary decision crosses 0 between the ends, a continuous value rises by "
                     f"{self.cfg.change_std:g} natural std; change rates of the other attributes count flips or moves "
-                    "of that size from the unedited sample.", tables=["edits"], figures=["response curves"]),
-            Section("Entanglement", "Rows: the attribute edited; columns: the share of samples in which each "
-                    "attribute changed (diagonal: the success rate).", tables=["entanglement"],
+                    "of that size from the unedited sample, at any strength. reach: the same for the edit going only "
+                    "as far as +-reach sigma (a bounded attribute leaves its natural range before +-3 sigma, and "
+                    "side effects grow there).", tables=["edits", "reach"], figures=["response curves"]),
+            Section("Entanglement", "Rows: the attribute edited along its W boundary, on every ws row or on its own "
+                    "rows; columns: the share of samples in which each attribute changed (diagonal: the success "
+                    "rate).", tables=["entanglement"],
                     figures=["entanglement"]),
             Section("Conditional boundaries", "The side effect (|mean move| of the condition, in natural stds, "
                     "between the ends of the strength range) of the unconditional and the conditional boundary.",
                     tables=["conditional"] if "conditional" in tables else []),
-            Section("Layer ranges", "Each W boundary applied only to some ws rows, pushing held-out samples across "
-                    "the boundary at the largest strength.", tables=["layers"] if "layers" in tables else [],
+            Section("Layer ranges", "Each W boundary applied only to some ws rows, pushing training samples (never "
+                    "the held-out ones) across the boundary at the largest strength; moves in natural stds. "
+                    "attribute rows: the rows found by forward selection (add the row that most raises target move - "
+                    f"{self.cfg.row_side_weight:g} x mean side move while it gains >= {self.cfg.row_min_gain:g}); the "
+                    "edit tables show the W boundary on those rows alone as space 'w rows', and "
+                    "`<attribute>_rows.npy` applies it with `sg3probe edit`.",
+                    tables=[n for n in ("layers", "attribute rows") if n in tables],
                     figures=["layer ranges"] if "layer ranges" in figs else []),
             Section("Edit grids", "Rows: the attribute edited along its W boundary; columns: the strength in sigmas. "
                     "The unaligned model is shown pseudo-aligned and under random user transforms.",
@@ -385,6 +448,38 @@ class _Study:
                 f"{row['attribute']} | {row['condition']}"] = {
                     k: row[k] for k in ("side_effect_unconditional", "side_effect_conditional", "reduction")}
         return metrics
+
+
+class _Push:
+    """The samples of `bench` pushed across one W boundary by `sigmas` (each towards the other side),
+    with the edit on some ws rows only; the moves are cached by row set, so the layer-range table
+    and the row search share their renders."""
+
+    def __init__(self, bench: EditBench, boundary: Boundary, w: np.ndarray, sigmas: float,
+                 natural_std: dict[str, float], attribute: str) -> None:
+        self.bench, self.attribute, self.natural_std = bench, attribute, natural_std
+        self.sides = np.where(boundary.distance(w) < 0, 1.0, -1.0)
+        self.direction = Direction(boundary.normal, projection_std=boundary.projection_std)
+        self.raw = sigmas * boundary.projection_std
+        self.original = bench.original()[0]
+        self._effects: dict[tuple[int, ...] | None, tuple[float, float]] = {}
+
+    @property
+    def tried(self) -> int:
+        return len(self._effects)
+
+    def effect(self, rows: list[int] | None) -> tuple[float, float]:
+        """(mean move of the attribute towards the other side, mean |move| of every other attribute),
+        in natural stds; rows None = every row."""
+        key = None if rows is None else tuple(rows)
+        if key not in self._effects:
+            index = np.arange(len(self.bench))
+            scores = self.bench.push_across(self.direction, self.raw, self.sides, index, rows)
+            moves = {m: (scores[m] - self.original[m]) / self.natural_std[m] for m in scores}
+            others = [float(np.mean(np.abs(v))) for m, v in moves.items() if m != self.attribute]
+            self._effects[key] = (float(np.mean(moves[self.attribute] * self.sides)),
+                                  float(np.mean(others)) if others else 0.0)
+        return self._effects[key]
 
 
 MIN_CLASS = 4  # a binary attribute needs this many training samples on its rarer side
@@ -453,14 +548,21 @@ def _reading(tables: dict[str, pd.DataFrame], strengths: np.ndarray) -> str:
                          f"(lowest: {worst['attribute']}).")
     edits = tables.get("edits")
     if edits is not None and not edits.empty:
-        w = edits[edits["space"] == "w"]
-        for model, group in w.groupby("model", sort=False):
-            side = group["worst_uncorrelated_change_rate"].dropna()
-            side_text = (f"; the worst side effect on an uncorrelated attribute changes {side.max():.0%} of them"
-                         if len(side) else "")
-            parts.append(f"Edits from {strengths[0]:+g} to {strengths[-1]:+g} sigma ({model}) succeed in "
-                         f"{group['success_rate'].min():.0%} to {group['success_rate'].max():.0%} of held-out "
-                         f"samples{side_text}.")
+        for space, how in (("w", "on every ws row"), ("w rows", "on each attribute's own rows")):
+            for model, group in edits[edits["space"] == space].groupby("model", sort=False):
+                side = group["worst_uncorrelated_change_rate"].dropna()
+                side_text = (f"; the worst side effect on an uncorrelated attribute changes {side.max():.0%} of "
+                             f"them, and {(side <= 0.1).sum()} of {len(side)} edits change none above 10 %"
+                             if len(side) else "")
+                parts.append(f"W edits {how} from {strengths[0]:+g} to {strengths[-1]:+g} sigma ({model}) succeed "
+                             f"in {group['success_rate'].min():.0%} to {group['success_rate'].max():.0%} of held-out "
+                             f"samples{side_text}.")
+    reach = tables.get("reach")
+    if reach is not None and not reach.empty:
+        for (model, space), group in reach.groupby(["model", "space"], sort=False):
+            worst = group.groupby("reach_sigma")["worst_uncorrelated_change_rate"].max()
+            parts.append(f"The worst uncorrelated change of the {space} edits ({model}) by reach: " + ", ".join(
+                f"+-{r:g} sigma {v:.0%}" for r, v in worst.items()) + ".")
     conditional = tables.get("conditional")
     if conditional is not None and not conditional.empty:
         halved = (conditional["side_effect_conditional"] <= conditional["side_effect_unconditional"] / 2).mean()

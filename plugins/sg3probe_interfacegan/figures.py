@@ -41,22 +41,29 @@ def response_curves(curves: pd.DataFrame) -> Figure:
 
 
 def entanglement_heatmaps(table: pd.DataFrame, value: str = "change_rate") -> Figure:
-    """Edited attribute (rows) x measured attribute (columns) of `value`, one panel per model/view."""
+    """Edited attribute (rows) x measured attribute (columns) of `value`: a column of panels per
+    model/view, a row per edit kind (the table's `edit` column: all rows, own rows)."""
     models = list(dict.fromkeys(table["model"]))
+    edits = list(dict.fromkeys(table["edit"])) if "edit" in table else [None]
     size = 1.6 + 0.45 * table["measured"].nunique()
-    figure = Figure(figsize=(size * len(models) + 1.5, size), layout="constrained")
-    axes = figure.subplots(1, len(models), squeeze=False)[0]
-    for ax, model in zip(axes, models):
-        part = table[table["model"] == model]
-        order = list(dict.fromkeys(part["edited"]))
-        matrix = part.pivot(index="edited", columns="measured", values=value).reindex(index=order, columns=order)
-        sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap="magma", annot=True, fmt=".2f", annot_kws={"size": 6},
-                    cbar=ax is axes[-1])
-        ax.set_title(model)
-        ax.set_xlabel("measured attribute")
-        ax.set_ylabel("edited attribute" if ax is axes[0] else "")
-        ax.tick_params(axis="x", rotation=45)
-        ax.tick_params(axis="y", rotation=0)
+    figure = Figure(figsize=(size * len(models) + 1.5, size * len(edits)), layout="constrained")
+    axes = figure.subplots(len(edits), len(models), squeeze=False)
+    for row, edit in enumerate(edits):
+        for column, model in enumerate(models):
+            ax = axes[row, column]
+            part = table[(table["model"] == model) & ((table["edit"] == edit) if edit else True)]
+            if part.empty:
+                ax.set_visible(False)
+                continue
+            order = list(dict.fromkeys(part["edited"]))
+            matrix = part.pivot(index="edited", columns="measured", values=value).reindex(index=order, columns=order)
+            sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap="magma", annot=True, fmt=".2f", annot_kws={"size": 6},
+                        cbar=column == len(models) - 1)
+            ax.set_title(f"{model}, {edit}" if edit else model)
+            ax.set_xlabel("measured attribute" if row == len(edits) - 1 else "")
+            ax.set_ylabel("edited attribute" if column == 0 else "")
+            ax.tick_params(axis="x", rotation=45)
+            ax.tick_params(axis="y", rotation=0)
     return figure
 
 

@@ -15,7 +15,7 @@ from sg3probe.cli.main import cli
 from sg3probe.editing import load_direction, parse_layers, parse_strengths
 from sg3probe.errors import ConfigError
 from sg3probe.sampling.sampler import style_layout
-from sg3probe_interfacegan.effects import change_rate, mean_shift, target_response
+from sg3probe_interfacegan.effects import change_rate, forward_rows, mean_shift, target_response
 
 
 def _unit(v):
@@ -141,6 +141,19 @@ def test_layers_parse_and_reject_rows_the_model_lacks():
     assert parse_layers(None, 4) == [0, 1, 2, 3] == parse_layers("all", 4)
     with pytest.raises(ConfigError, match="rows 0-15"):
         parse_layers("10-16", 16)
+
+
+def test_forward_row_selection_stops_when_the_gain_is_small():
+    # Rows 2 and 5 carry the target (0.6 and 0.3); row 7 adds 0.02 only; row 4 carries a side effect.
+    gains = {2: 0.6, 5: 0.3, 7: 0.02, 4: 0.5}
+    side = {4: 0.4}
+
+    def objective(rows):
+        return sum(gains.get(r, 0.0) for r in rows) - 2.0 * sum(side.get(r, 0.0) for r in rows)
+
+    assert forward_rows(objective, list(range(8)), min_gain=0.05) == ([2, 5], pytest.approx(0.9))
+    assert forward_rows(objective, list(range(8)), min_gain=0.01)[0] == [2, 5, 7]
+    assert forward_rows(lambda rows: 0.0, list(range(8)), min_gain=0.05) == ([], 0.0)  # nothing gains
 
 
 def test_edit_summaries_on_known_scores():
@@ -350,7 +363,7 @@ def test_analyzer_finds_the_rows_and_removes_the_correlated_side_effect(tmp_path
     ctx = AnalysisContext(generators={"aligned": G, "unaligned": G}, work_dir=tmp_path, scorer=scorer)
     result = InterFaceGAN().analyze(samples, ctx, cfg)
     assert set(result.metrics["edits"]) == {"aligned", "unaligned (pseudo-aligned)", "unaligned (transformed)"}
-    layers = result.tables["layers"].set_index(["attribute", "layers"])["relative_effect"]  # aligned only
+    layers = result.tables["layers"].query("model == 'aligned'").set_index(["attribute", "layers"])["relative_effect"]
     for attribute, home in (("a", "first 0-1"), ("b", "middle 2-3"), ("c", "last 4-5")):
         assert layers[attribute, home] > 0.8
         assert all(abs(layers[attribute, other]) < 0.15 for other in ("first 0-1", "middle 2-3", "last 4-5")
@@ -360,12 +373,28 @@ def test_analyzer_finds_the_rows_and_removes_the_correlated_side_effect(tmp_path
     for pair in conditional.index:
         row = conditional.loc[pair]
         assert row["side_effect_conditional"] <= row["side_effect_unconditional"] / 2
-    edits = result.tables["edits"].query("model == 'aligned'").set_index("attribute")
-    assert (edits["success_rate"] >= 0.9).all()
-    assert edits.loc["a", "worst_uncorrelated_change_rate"] <= 0.1  # editing a leaves b and c alone
+    edits = result.tables["edits"].query("model == 'aligned'")
+    assert (edits["success_rate"] >= 0.9).all()  # on every row and on the attribute's own rows
+    every_row = edits.query("space == 'w'").set_index("attribute")
+    assert every_row.loc["a", "worst_uncorrelated_change_rate"] <= 0.1  # editing a leaves b and c alone
     boundaries = result.tables["boundaries"].query("model == 'aligned'").set_index("attribute")
     assert (boundaries["validation_accuracy"] >= 0.95).all()
     assert (tmp_path / "boundaries" / "aligned" / "w" / "b_conditional.json").is_file()
+    # The row search finds each attribute's own rows, and editing b there leaves c (which reads other
+    # rows along a correlated direction) alone, where the edit of every row moves it.
+    found = result.tables["attribute rows"].set_index(["model", "attribute"])["rows"]
+    assert [found["aligned", name] for name in "abc"] == ["0-1", "2-3", "4-5"]
+    # Pseudo-alignment sets ws[:, 0] = w_avg after the edit, so row 0 moves nothing there.
+    assert [found["unaligned (pseudo-aligned)", name] for name in "abc"] == ["1", "2-3", "4-5"]
+    own = result.tables["entanglement"].query("model == 'aligned' and edited == 'b' and measured == 'c'")
+    rates = own.set_index("edit")["change_rate"]
+    assert rates["own rows"] == 0 and rates["all rows"] > 0.5
+    assert load_direction(tmp_path / "boundaries" / "aligned" / "w" / "b_rows.npy").layers == [2, 3]
+    # The reach table at the full reach repeats the edit table; at a shorter reach it is measured on fewer strengths.
+    reach = result.tables["reach"].set_index(["model", "space", "attribute", "reach_sigma"])
+    for row in result.tables["edits"].itertuples():
+        assert reach.loc[(row.model, row.space, row.attribute, 2.0), "success_rate"] == row.success_rate
+    assert len(reach) == len(result.tables["edits"])  # "-2:2:3" has one reach: 2 sigma
 
 
 def test_an_attribute_a_model_never_varies_is_left_out_for_that_model_only(tmp_path):
