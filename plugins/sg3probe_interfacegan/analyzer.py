@@ -58,10 +58,12 @@ class InterFaceGAN(Analyzer):
         layer_roles: list[str] = field(default_factory=lambda: ["aligned", "unaligned"])
         # Find the ws rows each attribute lives in (forward selection on the layer samples: add the row
         # that most raises target move - row_side_weight * mean side move, while it gains >= row_min_gain
-        # natural stds) and edit those rows alone too ("w rows" in the tables, `<attribute>_rows` files).
+        # natural stds; candidates: rows that alone give row_candidate_share of the all-row move) and edit
+        # those rows alone too ("w rows" in the tables, `<attribute>_rows` files).
         row_search: bool = True
         row_side_weight: float = 2.0
         row_min_gain: float = 0.05
+        row_candidate_share: float = 0.05  # only rows that alone move the target this share of all rows' move
         grid_samples: int = 2  # held-out samples shown in the edit grids
         batch_size: int = 32
 
@@ -366,7 +368,10 @@ class _Study:
                 target, side = push.effect(rows)
                 return target - cfg.row_side_weight * side
 
-            rows, _ = forward_rows(objective, list(range(num_ws)), cfg.row_min_gain)
+            # Candidates: the rows that alone move the attribute by a share of the all-row move.
+            candidates = [row for row in range(num_ws)
+                          if push.effect([row])[0] >= cfg.row_candidate_share * abs(full_target)]
+            rows, _ = forward_rows(objective, candidates, cfg.row_min_gain)
             found = bool(rows)
             rows = rows or list(range(num_ws))
             target, side = push.effect(rows)
@@ -417,7 +422,8 @@ class _Study:
                     tables=["conditional"] if "conditional" in tables else []),
             Section("Layer ranges", "Each W boundary applied only to some ws rows, pushing training samples (never "
                     "the held-out ones) across the boundary at the largest strength; moves in natural stds. "
-                    "attribute rows: the rows found by forward selection (add the row that most raises target move - "
+                    "attribute rows: the rows found by forward selection among the rows that alone give "
+                    f"{self.cfg.row_candidate_share:.0%} of the all-row move (add the row that most raises target move - "
                     f"{self.cfg.row_side_weight:g} x mean side move while it gains >= {self.cfg.row_min_gain:g}); the "
                     "edit tables show the W boundary on those rows alone as space 'w rows', and "
                     "`<attribute>_rows.npy` applies it with `sg3probe edit`.",
@@ -559,10 +565,11 @@ def _reading(tables: dict[str, pd.DataFrame], strengths: np.ndarray) -> str:
                              f"samples{side_text}.")
     reach = tables.get("reach")
     if reach is not None and not reach.empty:
-        for (model, space), group in reach.groupby(["model", "space"], sort=False):
-            worst = group.groupby("reach_sigma")["worst_uncorrelated_change_rate"].max()
-            parts.append(f"The worst uncorrelated change of the {space} edits ({model}) by reach: " + ", ".join(
-                f"+-{r:g} sigma {v:.0%}" for r, v in worst.items()) + ".")
+        worst = reach.pivot_table(index=["space", "model"], columns="reach_sigma", sort=False,
+                                  values="worst_uncorrelated_change_rate", aggfunc="max")
+        parts.append(f"The worst uncorrelated change by reach ({' / '.join(f'+-{r:g}' for r in worst.columns)} "
+                     "sigma): " + "; ".join(f"{space} {model} " + " / ".join(f"{v:.0%}" for v in values)
+                                            for (space, model), values in worst.iterrows()) + ".")
     conditional = tables.get("conditional")
     if conditional is not None and not conditional.empty:
         halved = (conditional["side_effect_conditional"] <= conditional["side_effect_unconditional"] / 2).mean()
