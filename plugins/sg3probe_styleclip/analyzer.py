@@ -21,9 +21,9 @@ from sg3probe.textimage import TextImageScorer, is_text_image_model
 from sg3probe_styleclip import figures
 from sg3probe_styleclip.evaluation import (HeldOut, decision_thresholds, side_effects, similarity_gain,
                                            target_rates)
-from sg3probe_styleclip.global_directions import (DEFAULT_ALPHA, DEFAULT_BETA, ChannelDirections, ProbeSettings,
-                                                  channel_directions, generator_identity, prompt_embedding,
-                                                  text_direction, text_model_identity)
+from sg3probe_styleclip.global_directions import (ChannelDirections, ProbeSettings, channel_directions,
+                                                  generator_identity, prompt_embedding, text_direction,
+                                                  text_model_identity)
 from sg3probe_styleclip.identity import IDENTITY_NAMES, identity_extractor
 from sg3probe_styleclip.mapper import GROUPS, MapperSettings, identity_features, train_mapper
 from sg3probe_styleclip.prompts import NEUTRAL, TOY_PROMPTS, TOY_TEMPLATES, Target, parse_target
@@ -59,8 +59,8 @@ class StyleCLIP(Analyzer):
         text_model: str = "toyclip"  # a text-image scorer (`sg3probe scorers`)
         text_model_options: dict[str, Any] = field(default_factory=dict)  # e.g. checkpoint, arch for openclip
         methods: list[str] = field(default_factory=lambda: list(METHODS))
-        beta: float = DEFAULT_BETA
-        alpha: float = DEFAULT_ALPHA
+        beta: float | None = None  # None: the text model's global_beta (toyclip 0.45; CLIP models 0.13)
+        alpha: float | None = None  # None: the text model's global_alpha (toyclip 3; CLIP models 4)
         # global-direction preprocessing (cached; see global_directions.ProbeSettings)
         probe_seeds: str = "0-15"
         probe_psi: float = 0.7
@@ -88,8 +88,8 @@ class StyleCLIP(Analyzer):
         change_std: float = 1.0  # the side-effect table's move_rate counts moves of this many natural stds
         correlation_threshold: float = 0.2  # |r| from which another attribute counts as correlated
         grid_samples: int = 3
-        sweep_betas: str = "0.1,0.13,0.2,0.3"
-        sweep_alphas: str = "2,4,6"
+        sweep_betas: str = "0.13,0.3,0.45,0.6"  # StyleCLIP's beta for CLIP, and up to toyclip's and beyond
+        sweep_alphas: str = "1,2,3,4"
         sweep_samples: int = 24
         sweep_roles: list[str] = field(default_factory=lambda: ["aligned"])
         batch_size: int = 32
@@ -109,7 +109,7 @@ class StyleCLIP(Analyzer):
                 raise ValueError("templates must be texts with '{}' where the prompt goes, e.g. [\"{}\"]")
             if self.eval_samples < 2 or self.grid_samples < 0 or self.sweep_samples < 1:
                 raise ValueError("eval_samples must be >= 2, grid_samples >= 0 and sweep_samples >= 1")
-            if self.beta < 0:
+            if self.beta is not None and self.beta < 0:
                 raise ValueError(f"beta must be >= 0, got {self.beta}")
             parse_strengths(self.sweep_betas)
             parse_strengths(self.sweep_alphas)
@@ -160,6 +160,8 @@ class _Study:
     def __init__(self, ctx: AnalysisContext, cfg, text_model: TextImageScorer) -> None:
         self.ctx, self.cfg, self.text_model = ctx, cfg, text_model
         self.text_identity = text_model_identity(text_model)
+        self.beta = cfg.beta if cfg.beta is not None else float(text_model.global_beta)
+        self.alpha = cfg.alpha if cfg.alpha is not None else float(text_model.global_alpha)
         self.attributes = {a.name: a for a in ctx.scorer.attributes}
         self.prompts = []
         for text, target_text in cfg.prompts.items():
@@ -171,7 +173,7 @@ class _Study:
         self.grids: dict[str, dict[str, np.ndarray]] = {}  # prompt -> row label -> uint8 [k, H, W, C]
         self.losses: dict[str, np.ndarray] = {}
         self.arrays: dict[str, np.ndarray] = {}
-        self.metrics: dict = {"beta": cfg.beta, "alpha": cfg.alpha, "text_model": cfg.text_model,
+        self.metrics: dict = {"beta": self.beta, "alpha": self.alpha, "text_model": cfg.text_model,
                               "neutral": cfg.neutral}
 
     def _timing(self, role: str, step: str, started: float, renders: int = 0) -> None:
@@ -226,11 +228,11 @@ class _Study:
             measured = {}
             if directions is not None:
                 started, renders = time.perf_counter(), bench.renders
-                direction = directions.style_direction(prompt.direction, cfg.beta)
+                direction = directions.style_direction(prompt.direction, self.beta)
                 step = torch.as_tensor(direction.vector, dtype=torch.float32)
-                edited = bench.measure(_s_edit(G, step, cfg.alpha))
+                edited = bench.measure(_s_edit(G, step, self.alpha))
                 measured["global (S)"] = edited
-                grid[f"{role}: global α={cfg.alpha:g}"] = edited.pictures
+                grid[f"{role}: global α={self.alpha:g}"] = edited.pictures
                 self._channels(role, prompt, directions)
                 self._timing(role, f"global: {prompt.text}", started, bench.renders - renders)
                 self.arrays[f"direction_{role}_{_slug(prompt.text)}"] = direction.vector
@@ -295,7 +297,7 @@ class _Study:
     def _channels(self, role, prompt: _Prompt, directions: ChannelDirections) -> None:
         relevance = directions.relevance(prompt.direction)
         names = directions.layout.channel_names()
-        kept = np.abs(relevance) >= self.cfg.beta
+        kept = np.abs(relevance) >= self.beta
         order = np.argsort(-np.abs(np.nan_to_num(relevance)), kind="stable")[:5]
         self.rows["channels"].append({
             "model": role, "prompt": prompt.text, "max_abs_relevance": float(np.nanmax(np.abs(relevance))),
@@ -341,8 +343,8 @@ class _Study:
         if self.losses:
             figs["mapper losses"] = figures.loss_curves(self.losses)
         sections = [
-            Section("Edits", f"Each prompt edited at the default settings (global: beta {cfg.beta:g}, alpha "
-                    f"{cfg.alpha:g}; mapper: {cfg.mapper_steps} steps) on {cfg.eval_samples} held-out samples per "
+            Section("Edits", f"Each prompt edited at the default settings (global: beta {self.beta:g}, alpha "
+                    f"{self.alpha:g}; mapper: {cfg.mapper_steps} steps) on {cfg.eval_samples} held-out samples per "
                     "model. target_rate: share of the samples not at the target decision before the edit that "
                     "reach it; side effects: share in which another attribute's decision flips (a continuous "
                     "attribute's decision: above the middle of its range); the side-effect table's move_rate: share "

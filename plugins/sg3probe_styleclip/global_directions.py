@@ -40,8 +40,6 @@ from sg3probe.style_channels import RunningMoments, StyleLayout, style_layout
 from sg3probe.textimage import TextImageScorer
 
 CACHE_FORMAT = 1
-DEFAULT_BETA = 0.13
-DEFAULT_ALPHA = 4.0
 
 
 @dataclass(frozen=True)
@@ -397,15 +395,16 @@ def text_direction(model: TextImageScorer, target: str, neutral: str,
 
 # ----- one text edit --------------------------------------------------------------------------------
 
-def text_edit_direction(G, model: TextImageScorer, target: str, neutral: str, *, beta: float = DEFAULT_BETA,
+def text_edit_direction(G, model: TextImageScorer, target: str, neutral: str, *, beta: float | None = None,
                         templates: Sequence[str] = ("{}",), settings: ProbeSettings = ProbeSettings(),
                         cache_dir: str | Path | None = None, model_sha256: str = "", batch_size: int = 32,
                         progress: Callable | None = None) -> Direction:
     """The global direction of `target` against `neutral` as an "s" Direction (strength = alpha).
 
-    The channel directions come from the cache when it has them; a ConfigError says what to change
-    when no channel passes the beta threshold.
+    `beta` None: the text model's `global_beta`. The channel directions come from the cache when it
+    has them; a ConfigError says what to change when no channel passes the beta threshold.
     """
+    beta = float(model.global_beta) if beta is None else beta
     directions = channel_directions(G, model, settings, cache_dir=cache_dir, model_sha256=model_sha256,
                                     batch_size=batch_size, progress=progress)
     delta_t = text_direction(model, target, neutral, templates)

@@ -129,7 +129,8 @@ def render_latents(G, path: str | Path) -> torch.Tensor:
 
 def _text_direction(G, model, text, neutral, beta, text_model, text_model_options, probe_seeds, cache_dir,
                     plugins_dir, outdir):
-    """The StyleCLIP global direction of `text` for this model (cached channel directions), saved in outdir."""
+    """The StyleCLIP global direction of `text` for this model (cached channel directions), saved in outdir,
+    and the text-image model it was found with."""
     import sys
 
     from tqdm.auto import tqdm
@@ -153,8 +154,9 @@ def _text_direction(G, model, text, neutral, beta, text_model, text_model_option
                                  cache_dir=cache_dir, model_sha256=model.sha256, progress=progress)
     save_direction(loaded, outdir / "direction.npy")
     click.echo(f"global direction for {text!r} against {neutral!r}: {loaded.metadata['channels']} S channels "
-               f"(beta {beta:g}); channel directions cached in {loaded.metadata['cache']}", err=True)
-    return loaded
+               f"(beta {loaded.metadata['beta']:g}); channel directions cached in {loaded.metadata['cache']}",
+               err=True)
+    return loaded, clip
 
 
 def _strength_label(value: float) -> str:
@@ -186,10 +188,12 @@ def _strength_label(value: float) -> str:
 @click.option("--text", default=None,
               help="Edit towards this text (a StyleCLIP global direction) instead of DIRECTION.")
 @click.option("--neutral", default="a face", show_default=True, help="With --text: the text it is compared with.")
-@click.option("--beta", type=float, default=0.13, show_default=True,
-              help="With --text: channels with |relevance| below this are left alone.")
-@click.option("--alpha", "alpha_text", default="0,4", show_default=True,
-              help="With --text: edit strengths, e.g. 4 or -4:4:5 (replaces --strength).")
+@click.option("--beta", type=float, default=None,
+              help="With --text: channels with |relevance| below this are left alone (default: the text "
+                   "model's, toyclip 0.45, CLIP models 0.13).")
+@click.option("--alpha", "alpha_text", default=None,
+              help="With --text: edit strengths, e.g. 4 or -4:4:5 (replaces --strength; default: 0 and the "
+                   "text model's alpha, toyclip 3, CLIP models 4).")
 @click.option("--text-model", default="toyclip", show_default=True, help="With --text: a text-image scorer.")
 @click.option("--text-model-option", "text_model_options", multiple=True, metavar="KEY=VALUE",
               help="With --text: an option of the text-image model, e.g. checkpoint=ViT-B-32.bin (repeatable).")
@@ -220,14 +224,17 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
         strengths = parse_strengths(strength_text)
         raw_strengths = loaded.raw_strengths(strengths, raw)
     else:
-        strengths = raw_strengths = parse_strengths(alpha_text)
+        if alpha_text is not None:
+            parse_strengths(alpha_text)  # a bad --alpha fails before any work
         raw = True  # alpha multiplies delta_s as it is
     model = load_model(model_source, device)
     G = model.generator
     if text is not None:
-        loaded = _text_direction(G, model, text, neutral, beta, text_model, parse_options(text_model_options,
-                                 "--text-model-option"), probe_seeds, cache_dir, plugins_dir, outdir)
+        loaded, clip = _text_direction(G, model, text, neutral, beta, text_model, parse_options(
+            text_model_options, "--text-model-option"), probe_seeds, cache_dir, plugins_dir, outdir)
         direction = outdir / "direction.npy"
+        strengths = raw_strengths = parse_strengths(alpha_text if alpha_text is not None
+                                                    else f"0,{float(clip.global_alpha):g}")
     check_direction(loaded, G)
     boundary_sha = loaded.metadata.get("model_sha256", "")
     if boundary_sha and boundary_sha != model.sha256:

@@ -221,6 +221,19 @@ def test_text_edit_direction_refuses_a_beta_no_channel_reaches(tmp_path):
     assert direction.metadata["text"] == "a red face" and direction.metadata["channels"] == 3
 
 
+class _StrictClip(ColourClip):
+    global_beta = 0.7  # its own default threshold
+    global_alpha = 2.0
+
+
+def test_text_edit_direction_takes_the_text_models_beta_by_default(tmp_path):
+    G, settings = ColourGenerator(), ProbeSettings(probe_seeds="0-1", stats_seeds="0-99")
+    loose = text_edit_direction(G, ColourClip(), "a red face", "a face", settings=settings, cache_dir=tmp_path)
+    strict = text_edit_direction(G, _StrictClip(), "a red face", "a face", settings=settings, cache_dir=tmp_path)
+    assert loose.metadata["beta"] == ColourClip.global_beta == 0.13 and strict.metadata["beta"] == 0.7
+    assert strict.metadata["channels"] == 3 < loose.metadata["channels"]  # 0.7 drops the weakly relevant ones
+
+
 # ----- the mapper ---------------------------------------------------------------------------------
 
 def test_level_slices_and_switched_off_groups():
@@ -310,12 +323,15 @@ def test_analyzer_runs_end_to_end(tiny, tmp_path):
     samples = InMemorySampleSet({"seeds": np.arange(100, 100 + count), "wplus": ws.numpy(),
                                  "scores": scorer.score(tiny.synthesis(ws))})
     cfg = StyleCLIP.make_config({
-        "prompts": {"a red face": "red+", "a blue face": ""}, "identity": "pixels", "beta": 0.05,
+        "prompts": {"a red face": "red+", "a blue face": ""}, "identity": "pixels",  # beta, alpha: the model's
         "probe_seeds": "0-1", "stats_seeds": "0-99", "channels_per_chunk": 16, "cache_dir": str(tmp_path / "cache"),
         "mapper_steps": 4, "mapper_batch": 2, "mapper_latents": 8, "eval_samples": 6, "grid_samples": 2,
         "sweep_betas": "0.05,0.1", "sweep_alphas": "2,4", "sweep_samples": 4, "mapper_roles": ["aligned"]})
     ctx = AnalysisContext(generators={"aligned": tiny, "unaligned": tiny}, work_dir=tmp_path / "work", scorer=scorer)
-    result = StyleCLIP(text_model=ColourClip()).analyze({"aligned": samples, "unaligned": samples}, ctx, cfg)
+    clip = ColourClip()
+    clip.global_beta, clip.global_alpha = 0.05, 3.0
+    result = StyleCLIP(text_model=clip).analyze({"aligned": samples, "unaligned": samples}, ctx, cfg)
+    assert (result.metrics["beta"], result.metrics["alpha"]) == (0.05, 3.0)
     edits = result.tables["edits"]
     assert set(zip(edits["model"], edits["method"])) == {("aligned", "global (S)"), ("aligned", "mapper (W+)"),
                                                          ("unaligned", "global (S)")}
@@ -354,6 +370,7 @@ WORDS = {"red": (2.0, 0.0, 0.0), "green": (0.0, 2.0, 0.0), "blue": (0.0, 0.0, 2.
 
 class FileColourClip(TextImageScorer):
     name = "filecolourclip"
+    global_beta, global_alpha = 0.05, 2.0
     def preprocess(self, images):
         return images
     def encode_image(self, images):
@@ -399,6 +416,10 @@ def test_edit_text_computes_then_reuses_the_cached_global_direction(tiny, tmp_pa
     clip = ColourClip()
     similarity = clip.encode_image(images) @ clip.encode_text(["a red face"])[0]
     assert similarity[1] > similarity[0] and similarity[3] > similarity[2]
+    defaults = CliRunner().invoke(cli, [a for a in common if a not in ("--beta", "0.05", "--alpha", "0,4")]
+                                  + ["--outdir", str(tmp_path / "d")])  # the text model's beta and alpha
+    assert defaults.exit_code == 0 and "beta 0.05" in defaults.output, defaults.output
+    assert np.load(tmp_path / "d" / "latents.npz")["strength"].tolist() == [0.0, 2.0, 0.0, 2.0]
     too_high = CliRunner().invoke(cli, common[:-8] + ["--beta", "1.5", "--text-model", "filecolourclip",
                                                       "--probe-seeds", "0-1", "--cache-dir", str(tmp_path / "cache"),
                                                       "--plugins-dir", str(plugins), "--outdir", str(tmp_path / "x")])
