@@ -94,7 +94,7 @@ class ToyClipScorer(TextImageScorer):
     embedding_dim = 64
     image_size = 64
     # Its caption directions agree with the image directions of their attributes (cosine 0.65-0.81,
-    # docs/styleclip.md), so channel relevances run up to 0.8 and beta 0.13 keeps 60-430 of the 535
+    # docs/styleclip.md), so channel relevances run up to 0.8 and beta 0.13 keeps 59-429 of the 535
     # channels of a toy generator; these values were chosen by a beta x alpha sweep on samples
     # outside the analyzer's held-out ones.
     global_beta = 0.45
