@@ -39,13 +39,13 @@ class TextImageScorer(Scorer):
     embedding_dim: ClassVar[int] = 0
     # The image size the model reads (images are resized to it by `preprocess`).
     image_size: ClassVar[int] = 224
-    # Defaults of a StyleCLIP global-direction edit with this model: beta, the threshold on the
-    # channel relevance |delta_i_c . delta_t|, and alpha, the strength. The relevance is a cosine in
-    # the model's embedding space, so its scale is the model's: StyleCLIP's 0.13 and 4 were chosen
-    # for OpenAI's CLIP; a model whose image and text directions agree more closely (as a small one
-    # trained on one domain does) gives larger relevances, and declares its own values.
+    # The default beta of a StyleCLIP global-direction edit with this model: the threshold on the
+    # channel relevance |delta_i_c . delta_t|. The relevance is a cosine in the model's embedding
+    # space, so its scale is the model's: StyleCLIP's 0.13 was chosen for OpenAI's CLIP; a model
+    # whose image and text directions agree more closely (as a small one trained on one domain does)
+    # gives larger relevances, and declares its own value. (The strength alpha is calibrated per
+    # edit: sg3probe_styleclip.strength.)
     global_beta: ClassVar[float] = 0.13
-    global_alpha: ClassVar[float] = 4.0
 
     def preprocess(self, images: "torch.Tensor") -> "torch.Tensor":
         """Images [B, C, H, W] in [-1, 1] -> the model's input (resized, normalised); differentiable."""

@@ -27,6 +27,7 @@ from sg3probe_styleclip.global_directions import (ChannelDirections, ProbeSettin
 from sg3probe_styleclip.identity import IDENTITY_NAMES, identity_extractor
 from sg3probe_styleclip.mapper import GROUPS, MapperSettings, identity_features, train_mapper
 from sg3probe_styleclip.prompts import NEUTRAL, TOY_PROMPTS, TOY_TEMPLATES, Target, parse_target
+from sg3probe_styleclip.strength import DEFAULT_ALPHA_MAX, DEFAULT_ALPHA_STEP, DEFAULT_SIGMAS, calibrate_alpha
 
 METHODS = ("global", "mapper")
 
@@ -60,7 +61,14 @@ class StyleCLIP(Analyzer):
         text_model_options: dict[str, Any] = field(default_factory=dict)  # e.g. checkpoint, arch for openclip
         methods: list[str] = field(default_factory=lambda: list(METHODS))
         beta: float | None = None  # None: the text model's global_beta (toyclip 0.45; CLIP models 0.13)
-        alpha: float | None = None  # None: the text model's global_alpha (toyclip 3; CLIP models 4)
+        # alpha None: calibrated per prompt and model (strength.py): the smallest alpha on the grid
+        # alpha_step..alpha_max at which the similarity to the prompt of calibration_samples training
+        # latents rises by alpha_sigmas natural stds
+        alpha: float | None = None
+        alpha_sigmas: float = DEFAULT_SIGMAS
+        alpha_step: float = DEFAULT_ALPHA_STEP
+        alpha_max: float = DEFAULT_ALPHA_MAX
+        calibration_samples: int = 64
         # global-direction preprocessing (cached; see global_directions.ProbeSettings)
         probe_seeds: str = "0-15"
         probe_psi: float = 0.7
@@ -111,6 +119,11 @@ class StyleCLIP(Analyzer):
                 raise ValueError("eval_samples must be >= 2, grid_samples >= 0 and sweep_samples >= 1")
             if self.beta is not None and self.beta < 0:
                 raise ValueError(f"beta must be >= 0, got {self.beta}")
+            if self.calibration_samples < 2:
+                raise ValueError(f"calibration_samples must be >= 2, got {self.calibration_samples}")
+            if not (self.alpha_sigmas > 0 and 0 < self.alpha_step <= self.alpha_max):
+                raise ValueError(f"alpha_sigmas must be > 0 and 0 < alpha_step <= alpha_max, got {self.alpha_sigmas}, "
+                                 f"{self.alpha_step} and {self.alpha_max}")
             parse_strengths(self.sweep_betas)
             parse_strengths(self.sweep_alphas)
 
@@ -161,20 +174,19 @@ class _Study:
         self.ctx, self.cfg, self.text_model = ctx, cfg, text_model
         self.text_identity = text_model_identity(text_model)
         self.beta = cfg.beta if cfg.beta is not None else float(text_model.global_beta)
-        self.alpha = cfg.alpha if cfg.alpha is not None else float(text_model.global_alpha)
         self.attributes = {a.name: a for a in ctx.scorer.attributes}
         self.prompts = []
         for text, target_text in cfg.prompts.items():
             self.prompts.append(_Prompt(text, parse_target(target_text, self.attributes),
                                         prompt_embedding(text_model, text, cfg.templates),
                                         text_direction(text_model, text, cfg.neutral, cfg.templates)))
-        self.rows: dict[str, list[dict]] = {k: [] for k in ("edits", "side effects", "sweep", "channels", "mapper",
-                                                             "timings")}
+        self.rows: dict[str, list[dict]] = {k: [] for k in ("edits", "side effects", "alpha calibration", "sweep",
+                                                             "channels", "mapper", "timings")}
         self.grids: dict[str, dict[str, np.ndarray]] = {}  # prompt -> row label -> uint8 [k, H, W, C]
         self.losses: dict[str, np.ndarray] = {}
         self.arrays: dict[str, np.ndarray] = {}
-        self.metrics: dict = {"beta": self.beta, "alpha": self.alpha, "text_model": cfg.text_model,
-                              "neutral": cfg.neutral}
+        self.metrics: dict = {"beta": self.beta, "alpha": "calibrated" if cfg.alpha is None else cfg.alpha,
+                              "text_model": cfg.text_model, "neutral": cfg.neutral}
 
     def _timing(self, role: str, step: str, started: float, renders: int = 0) -> None:
         self.rows["timings"].append({"model": role, "step": step, "seconds": round(time.perf_counter() - started, 2),
@@ -190,8 +202,14 @@ class _Study:
         if len(usable) < cfg.eval_samples + 1:
             raise ConfigError(f"styleclip: {len(usable)} samples outside the probe seeds, but eval_samples = "
                               f"{cfg.eval_samples}; sample more seeds or lower styleclip.eval_samples")
-        held, train = usable[-cfg.eval_samples:], usable[:-cfg.eval_samples][:cfg.mapper_latents]
+        held, outside = usable[-cfg.eval_samples:], usable[:-cfg.eval_samples]
+        train = outside[:cfg.mapper_latents]
+        if cfg.alpha is None and len(outside) < 2:
+            raise ConfigError(f"styleclip: {len(outside)} samples outside the probe seeds and the held-out ones, "
+                              "too few to calibrate alpha; sample more seeds, lower styleclip.eval_samples or give "
+                              "styleclip.alpha")
         wplus = samples["wplus"]
+        calibration = torch.as_tensor(np.asarray(wplus[outside[:cfg.calibration_samples]], np.float32))
         scores = {name: np.asarray(samples["scores"][name], dtype=np.float64) for name in self.attributes}
         self.natural_std = {name: float(np.nanstd(values[train])) or 1.0 for name, values in scores.items()}
         self.thresholds = decision_thresholds(self.attributes.values(), {n: v[train] for n, v in scores.items()})
@@ -229,10 +247,11 @@ class _Study:
             if directions is not None:
                 started, renders = time.perf_counter(), bench.renders
                 direction = directions.style_direction(prompt.direction, self.beta)
+                alpha = self._alpha(role, prompt, G, direction.vector, calibration)
                 step = torch.as_tensor(direction.vector, dtype=torch.float32)
-                edited = bench.measure(_s_edit(G, step, self.alpha))
-                measured["global (S)"] = edited
-                grid[f"{role}: global α={self.alpha:g}"] = edited.pictures
+                edited = bench.measure(_s_edit(G, step, alpha))
+                measured["global (S)"] = (edited, alpha)
+                grid[f"{role}: global α={alpha:g}"] = edited.pictures
                 self._channels(role, prompt, directions)
                 self._timing(role, f"global: {prompt.text}", started, bench.renders - renders)
                 self.arrays[f"direction_{role}_{_slug(prompt.text)}"] = direction.vector
@@ -253,7 +272,7 @@ class _Study:
                 started, renders = time.perf_counter(), bench.renders
                 mapper = trained.mapper
                 edited = bench.measure(lambda ws: G.synthesis(mapper.edit(ws)))
-                measured["mapper (W+)"] = edited
+                measured["mapper (W+)"] = (edited, None)
                 grid[f"{role}: mapper"] = edited.pictures
                 self._timing(role, f"mapper edits: {prompt.text}", started, bench.renders - renders)
                 self.rows["mapper"].append({"model": role, "prompt": prompt.text, "steps": len(trained.losses),
@@ -261,13 +280,33 @@ class _Study:
                                             "train_seconds": round(trained.seconds, 1),
                                             "loss_first": float(trained.losses[:10, 0].mean()),
                                             "loss_last": float(trained.losses[-10:, 0].mean())})
-            for method, edited in measured.items():
-                self._record(role, prompt, method, original, edited, corr)
+            for method, (edited, alpha) in measured.items():
+                self._record(role, prompt, method, original, edited, corr, alpha)
 
-    def _record(self, role, prompt: _Prompt, method, original, edited, corr) -> None:
+    def _alpha(self, role, prompt: _Prompt, G, delta_s: np.ndarray, calibration: torch.Tensor) -> float:
+        """cfg.alpha, or the alpha calibrated for this prompt and model (a row of the calibration table)."""
+        cfg = self.cfg
+        if cfg.alpha is not None:
+            return float(cfg.alpha)
+        if not np.any(delta_s):  # no channel passes beta: the edit does nothing at any alpha
+            self.rows["alpha calibration"].append({"model": role, "prompt": prompt.text, "alpha": 0.0,
+                                                   "reached": False, "note": f"no channel passes beta {self.beta:g}"})
+            return 0.0
+        started = time.perf_counter()
+        found = calibrate_alpha(G, self.text_model, delta_s, prompt.embedding, calibration, sigmas=cfg.alpha_sigmas,
+                                alpha_step=cfg.alpha_step, alpha_max=cfg.alpha_max, batch_size=cfg.batch_size)
+        self._timing(role, f"alpha calibration: {prompt.text}", started, len(calibration) * (len(found.alphas) + 1))
+        self.rows["alpha calibration"].append({
+            "model": role, "prompt": prompt.text, "alpha": found.alpha, "reached": found.reached,
+            "gain_sigmas": float(found.gains[found.alphas == found.alpha][0]), "natural_std": found.natural_std,
+            "alphas_tried": len(found.alphas), "note": ""})
+        return found.alpha
+
+    def _record(self, role, prompt: _Prompt, method, original, edited, corr, alpha: float | None) -> None:
         cfg = self.cfg
         row = {"model": role, "prompt": prompt.text, "method": method,
                "target": prompt.target.text if prompt.target else "",
+               "alpha": float("nan") if alpha is None else alpha,
                "similarity_gain": similarity_gain(original.embeddings, edited.embeddings, prompt.embedding)}
         target_name = prompt.target.attribute if prompt.target else ""
         if prompt.target is not None:
@@ -291,7 +330,7 @@ class _Study:
                                               "correlation": float(corr.loc[target_name, name]) if target_name
                                               else float("nan")})
         self.metrics.setdefault("edits", {}).setdefault(role, {}).setdefault(prompt.text, {})[method] = {
-            k: row[k] for k in ("similarity_gain", "target_rate", "at_target", "worst_side_effect",
+            k: row[k] for k in ("alpha", "similarity_gain", "target_rate", "at_target", "worst_side_effect",
                                 "worst_side_effect_rate", "worst_uncorrelated_rate") if k in row}
 
     def _channels(self, role, prompt: _Prompt, directions: ChannelDirections) -> None:
@@ -342,16 +381,20 @@ class _Study:
             figs["beta x alpha"] = figures.sweep_heatmaps(tables["sweep"])
         if self.losses:
             figs["mapper losses"] = figures.loss_curves(self.losses)
+        alpha = (f"alpha {cfg.alpha:g}" if cfg.alpha is not None else
+                 f"alpha calibrated per prompt and model: the smallest multiple of {cfg.alpha_step:g} up to "
+                 f"{cfg.alpha_max:g} at which the mean similarity to the prompt of {cfg.calibration_samples} training "
+                 f"samples rises by {cfg.alpha_sigmas:g} natural std (the alpha column; the calibration table)")
         sections = [
-            Section("Edits", f"Each prompt edited at the default settings (global: beta {self.beta:g}, alpha "
-                    f"{self.alpha:g}; mapper: {cfg.mapper_steps} steps) on {cfg.eval_samples} held-out samples per "
+            Section("Edits", f"Each prompt edited at the default settings (global: beta {self.beta:g}, {alpha}; "
+                    f"mapper: {cfg.mapper_steps} steps) on {cfg.eval_samples} held-out samples per "
                     "model. target_rate: share of the samples not at the target decision before the edit that "
                     "reach it; side effects: share in which another attribute's decision flips (a continuous "
                     "attribute's decision: above the middle of its range); the side-effect table's move_rate: share "
                     f"in which it moves by {cfg.change_std:g} natural std; similarity_gain: mean change of the cosine "
                     f"to the prompt ({cfg.text_model}). global (S) edits S, the mapper edits W+. The shaded box of "
                     "the scatter plot: target reached in >= 70 % with the worst side effect <= 15 %.",
-                    tables=[t for t in ("edits", "side effects") if t in tables],
+                    tables=[t for t in ("edits", "side effects", "alpha calibration") if t in tables],
                     figures=[f for f in ("target vs side effects", "side effects") if f in figs]),
             Section("Edit grids", "Rows: held-out samples of each model, unedited and edited by each method.",
                     figures=[f for f in figs if f.startswith("edits: ")]),
@@ -366,7 +409,8 @@ class _Study:
             Section("Timings", tables=["timings"]),
         ]
         return AnalysisResult(metrics=self.metrics, tables=tables, figures=figs, arrays=self.arrays,
-                              summary=_reading(tables.get("edits")), title="StyleCLIP: text-driven edits",
+                              summary=_reading(tables.get("edits"), tables.get("alpha calibration")),
+                              title="StyleCLIP: text-driven edits",
                               sections=sections)
 
 
@@ -386,7 +430,7 @@ def _model_sha256(samples) -> str:
     return (getattr(store, "metadata", None) or {}).get("model_sha256", "")
 
 
-def _reading(edits: pd.DataFrame | None) -> str:
+def _reading(edits: pd.DataFrame | None, calibration: pd.DataFrame | None = None) -> str:
     if edits is None or edits.empty or "target_rate" not in edits:
         return "No prompt had a target attribute to measure."
     parts = []
@@ -398,4 +442,9 @@ def _reading(edits: pd.DataFrame | None) -> str:
                      f"{rated['target_rate'].min():.0%} to {rated['target_rate'].max():.0%} of held-out samples "
                      f"(median {rated['target_rate'].median():.0%}); the worst side effect per prompt flips "
                      f"{rated['worst_side_effect_rate'].min():.0%} to {rated['worst_side_effect_rate'].max():.0%}.")
+    if calibration is not None and not calibration["reached"].all():
+        short = calibration[~calibration["reached"].astype(bool)]
+        parts.append("The alpha calibration did not reach its level for " + "; ".join(
+            f"{row.prompt} ({row.model})" for row in short.itertuples()) + ": those edits use the alpha of the "
+            "largest similarity gain.")
     return " ".join(parts)

@@ -95,10 +95,9 @@ class ToyClipScorer(TextImageScorer):
     image_size = 64
     # Its caption directions agree with the image directions of their attributes (cosine 0.65-0.81,
     # docs/styleclip.md), so channel relevances run up to 0.8 and beta 0.13 keeps 59-429 of the 535
-    # channels of a toy generator; these values were chosen by a beta x alpha sweep on samples
-    # outside the analyzer's held-out ones.
+    # channels of a toy generator; 0.45 was chosen by a beta x alpha sweep on samples outside the
+    # analyzer's held-out ones.
     global_beta = 0.45
-    global_alpha = 3.0
 
     def __init__(self, device: Any = "cpu", weights: str | Path | None = None) -> None:
         super().__init__(device)

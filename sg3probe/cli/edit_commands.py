@@ -3,7 +3,8 @@
 With --text (instead of a direction file) the direction is a StyleCLIP global direction in S, computed
 for the text against --neutral with the text-image model --text-model (the channel directions are
 cached, so only the first edit of a model pays for them) and saved as direction.npy/.json in --outdir;
-the strengths are --alpha values (s' = s + alpha * delta_s).
+the strengths are --alpha values (s' = s + alpha * delta_s), by default 0 and the alpha calibrated on
+--calibration-seeds (sg3probe_styleclip.strength), recorded in direction.json.
 
 Sources: seeds (through the mapping), latent files from `sg3probe generate --save-latents` (or an
 earlier `edit`), or rows of a sample store. Outputs in --outdir:
@@ -128,9 +129,9 @@ def render_latents(G, path: str | Path) -> torch.Tensor:
 
 
 def _text_direction(G, model, text, neutral, beta, text_model, text_model_options, probe_seeds, cache_dir,
-                    plugins_dir, outdir):
-    """The StyleCLIP global direction of `text` for this model (cached channel directions), saved in outdir,
-    and the text-image model it was found with."""
+                    plugins_dir):
+    """The StyleCLIP global direction of `text` for this model (cached channel directions) and the
+    text-image model it was found with."""
     import sys
 
     from tqdm.auto import tqdm
@@ -139,7 +140,7 @@ def _text_direction(G, model, text, neutral, beta, text_model, text_model_option
 
     try:
         from sg3probe_styleclip.analyzer import load_text_model
-        from sg3probe_styleclip.global_directions import ProbeSettings, save_direction, text_edit_direction
+        from sg3probe_styleclip.global_directions import ProbeSettings, text_edit_direction
     except ImportError as error:
         raise ConfigError(f"--text needs the styleclip plugin (sg3probe_styleclip), which did not import: "
                           f"{error}") from None
@@ -152,11 +153,25 @@ def _text_direction(G, model, text, neutral, beta, text_model, text_model_option
 
     loaded = text_edit_direction(G, clip, text, neutral, beta=beta, settings=ProbeSettings(probe_seeds=probe_seeds),
                                  cache_dir=cache_dir, model_sha256=model.sha256, progress=progress)
-    save_direction(loaded, outdir / "direction.npy")
     click.echo(f"global direction for {text!r} against {neutral!r}: {loaded.metadata['channels']} S channels "
                f"(beta {loaded.metadata['beta']:g}); channel directions cached in {loaded.metadata['cache']}",
                err=True)
     return loaded, clip
+
+
+def _calibrated_alpha(G, clip, loaded, text, seeds_text, psi, cutoff, sigmas, batch_size):
+    """The alpha at which the edit raises the similarity to `text` of the calibration seeds by `sigmas`
+    natural stds (sg3probe_styleclip.strength), recorded in the direction's metadata."""
+    from sg3probe_styleclip.global_directions import prompt_embedding
+    from sg3probe_styleclip.strength import calibrate_alpha
+
+    ws = _from_seeds(G, seeds_text, psi, cutoff).ws
+    level = {} if sigmas is None else {"sigmas": sigmas}
+    found = calibrate_alpha(G, clip, loaded.vector, prompt_embedding(clip, text, loaded.metadata["templates"]), ws,
+                            batch_size=batch_size, **level)
+    loaded.metadata["alpha_calibration"] = {**found.to_json(), "seeds": seeds_text, "truncation_psi": psi}
+    click.echo(f"calibrated on seeds {seeds_text}: {found.describe()}", err=True)
+    return found.alpha
 
 
 def _strength_label(value: float) -> str:
@@ -193,7 +208,13 @@ def _strength_label(value: float) -> str:
                    "model's, toyclip 0.45, CLIP models 0.13).")
 @click.option("--alpha", "alpha_text", default=None,
               help="With --text: edit strengths, e.g. 4 or -4:4:5 (replaces --strength; default: 0 and the "
-                   "text model's alpha, toyclip 3, CLIP models 4).")
+                   "calibrated alpha, at which the similarity to the text of --calibration-seeds rises by "
+                   "--alpha-sigmas natural stds).")
+@click.option("--alpha-sigmas", type=float, default=None,
+              help="With --text and no --alpha: the similarity gain the calibrated alpha reaches, in natural stds "
+                   "(default 0.8).")
+@click.option("--calibration-seeds", default="1000-1063", show_default=True,
+              help="With --text and no --alpha: the seeds alpha is calibrated on (at --trunc).")
 @click.option("--text-model", default="toyclip", show_default=True, help="With --text: a text-image scorer.")
 @click.option("--text-model-option", "text_model_options", multiple=True, metavar="KEY=VALUE",
               help="With --text: an option of the text-image model, e.g. checkpoint=ViT-B-32.bin (repeatable).")
@@ -205,7 +226,7 @@ def _strength_label(value: float) -> str:
               help="Also load the plugin files in this folder (e.g. a text-image model).")
 def edit(direction, model_source, seeds, latent_paths, store_path, strength_text, raw, layers, truncation_psi,
          truncation_cutoff, rotate, translate, outdir, gif, mp4, device, batch_size, text, neutral, beta, alpha_text,
-         text_model, text_model_options, probe_seeds, cache_dir, plugins_dir):
+         alpha_sigmas, calibration_seeds, text_model, text_model_options, probe_seeds, cache_dir, plugins_dir):
     """Edit latents along DIRECTION (.npy, with its .json sidecar if any), or towards --text, at several strengths."""
     from sg3probe.checkpoints import load_model
     from sg3probe.editing import apply_direction, check_direction, load_direction, parse_layers, parse_strengths
@@ -230,11 +251,17 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
     model = load_model(model_source, device)
     G = model.generator
     if text is not None:
+        from sg3probe_styleclip.global_directions import save_direction
+
         loaded, clip = _text_direction(G, model, text, neutral, beta, text_model, parse_options(
-            text_model_options, "--text-model-option"), probe_seeds, cache_dir, plugins_dir, outdir)
-        direction = outdir / "direction.npy"
-        strengths = raw_strengths = parse_strengths(alpha_text if alpha_text is not None
-                                                    else f"0,{float(clip.global_alpha):g}")
+            text_model_options, "--text-model-option"), probe_seeds, cache_dir, plugins_dir)
+        if alpha_text is None:
+            alpha = _calibrated_alpha(G, clip, loaded, text, calibration_seeds, truncation_psi, truncation_cutoff,
+                                      alpha_sigmas, batch_size)
+            strengths = raw_strengths = np.asarray([0.0, alpha])
+        else:
+            strengths = raw_strengths = parse_strengths(alpha_text)
+        direction = save_direction(loaded, outdir / "direction.npy")
     check_direction(loaded, G)
     boundary_sha = loaded.metadata.get("model_sha256", "")
     if boundary_sha and boundary_sha != model.sha256:

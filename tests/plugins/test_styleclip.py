@@ -23,6 +23,7 @@ from sg3probe_styleclip.global_directions import (ProbeSettings, channel_directi
                                                   text_direction, text_edit_direction)
 from sg3probe_styleclip.mapper import LevelsMapper, MapperSettings, level_slices, load_mapper, train_mapper
 from sg3probe_styleclip.prompts import parse_target
+from sg3probe_styleclip.strength import calibrate_alpha
 from sg3probe.style_channels import style_layout
 
 
@@ -223,7 +224,6 @@ def test_text_edit_direction_refuses_a_beta_no_channel_reaches(tmp_path):
 
 class _StrictClip(ColourClip):
     global_beta = 0.7  # its own default threshold
-    global_alpha = 2.0
 
 
 def test_text_edit_direction_takes_the_text_models_beta_by_default(tmp_path):
@@ -232,6 +232,50 @@ def test_text_edit_direction_takes_the_text_models_beta_by_default(tmp_path):
     strict = text_edit_direction(G, _StrictClip(), "a red face", "a face", settings=settings, cache_dir=tmp_path)
     assert loose.metadata["beta"] == ColourClip.global_beta == 0.13 and strict.metadata["beta"] == 0.7
     assert strict.metadata["channels"] == 3 < loose.metadata["channels"]  # 0.7 drops the weakly relevant ones
+
+
+# ----- alpha calibration --------------------------------------------------------------------------
+
+def _colour_similarity(ws: torch.Tensor, step: np.ndarray, alpha: float, prompt: np.ndarray) -> np.ndarray:
+    """cos(E(G(s + alpha step)), prompt) for ColourGenerator and ColourClip, from their definitions."""
+    s = ws[:, 1, :6].numpy().astype(np.float64) + alpha * step[4:10]
+    colour = np.tanh(s @ COLOURS.numpy().astype(np.float64) / 10) + 1.5
+    return (colour / np.linalg.norm(colour, axis=1, keepdims=True)) @ prompt
+
+
+def test_calibrated_alpha_is_the_first_on_the_grid_whose_gain_reaches_the_level(tmp_path):
+    G, clip = ColourGenerator(), ColourClip()
+    directions = channel_directions(G, clip, SMALL, cache_dir=tmp_path)
+    step = directions.style_direction(text_direction(clip, "a red face", "a face"), beta=0.5).vector
+    prompt = F.normalize(clip.encode_text(["a red face"]).double(), dim=1)[0].numpy()
+    ws = seed_ws(G, list(range(300, 340)), 1.0, None)
+    natural = _colour_similarity(ws, step, 0.0, prompt)
+    for sigmas in (0.5, 1.0, 2.0):
+        found = calibrate_alpha(G, clip, step, prompt, ws, sigmas=sigmas, alpha_step=0.25, alpha_max=20)
+        gains = [np.mean(_colour_similarity(ws, step, a, prompt) - natural) / natural.std()
+                 for a in 0.25 * np.arange(1, 81)]
+        expected = 0.25 * (1 + next(i for i, g in enumerate(gains) if g >= sigmas))
+        assert found.reached and found.alpha == pytest.approx(expected)
+        np.testing.assert_allclose(found.gains, gains[:len(found.gains)], rtol=1e-4)
+        assert found.natural_std == pytest.approx(natural.std(), rel=1e-4)
+    assert calibrate_alpha(G, clip, step, prompt, ws, sigmas=2.0).alpha > calibrate_alpha(G, clip, step, prompt,
+                                                                                           ws, sigmas=0.5).alpha
+
+
+def test_calibration_that_never_reaches_takes_the_largest_gain_and_says_so():
+    G, clip = ColourGenerator(), ColourClip()
+    ws = seed_ws(G, list(range(300, 320)), 1.0, None)
+    prompt = F.normalize(clip.encode_text(["a red face"]), dim=1)[0].numpy()
+    step = np.zeros(13)
+    step[4 + 4] = 1.0  # the channel that paints nothing: no alpha changes the similarity
+    step[4 + 2] = -0.3  # less green: a little redder, so the gain grows slowly and stays small
+    found = calibrate_alpha(G, clip, step, prompt, ws, sigmas=50.0, alpha_step=1.0, alpha_max=6)
+    assert not found.reached and len(found.alphas) == 6
+    assert found.alpha == found.alphas[np.argmax(found.gains)] and "level 50 is not reached" in found.describe()
+    with pytest.raises(ConfigError, match="at least 2"):
+        calibrate_alpha(G, clip, step, prompt, ws[:1])
+    with pytest.raises(ConfigError, match="alpha_step"):
+        calibrate_alpha(G, clip, step, prompt, ws, alpha_step=0)
 
 
 # ----- the mapper ---------------------------------------------------------------------------------
@@ -323,16 +367,26 @@ def test_analyzer_runs_end_to_end(tiny, tmp_path):
     samples = InMemorySampleSet({"seeds": np.arange(100, 100 + count), "wplus": ws.numpy(),
                                  "scores": scorer.score(tiny.synthesis(ws))})
     cfg = StyleCLIP.make_config({
-        "prompts": {"a red face": "red+", "a blue face": ""}, "identity": "pixels",  # beta, alpha: the model's
+        "prompts": {"a red face": "red+", "a blue face": ""}, "identity": "pixels",  # beta: the model's
         "probe_seeds": "0-1", "stats_seeds": "0-99", "channels_per_chunk": 16, "cache_dir": str(tmp_path / "cache"),
         "mapper_steps": 4, "mapper_batch": 2, "mapper_latents": 8, "eval_samples": 6, "grid_samples": 2,
-        "sweep_betas": "0.05,0.1", "sweep_alphas": "2,4", "sweep_samples": 4, "mapper_roles": ["aligned"]})
+        "sweep_betas": "0.05,0.1", "sweep_alphas": "2,4", "sweep_samples": 4, "mapper_roles": ["aligned"],
+        "alpha_sigmas": 0.5, "calibration_samples": 6})
     ctx = AnalysisContext(generators={"aligned": tiny, "unaligned": tiny}, work_dir=tmp_path / "work", scorer=scorer)
     clip = ColourClip()
-    clip.global_beta, clip.global_alpha = 0.05, 3.0
+    clip.global_beta = 0.05
     result = StyleCLIP(text_model=clip).analyze({"aligned": samples, "unaligned": samples}, ctx, cfg)
-    assert (result.metrics["beta"], result.metrics["alpha"]) == (0.05, 3.0)
+    assert (result.metrics["beta"], result.metrics["alpha"]) == (0.05, "calibrated")
     edits = result.tables["edits"]
+    calibration = result.tables["alpha calibration"].set_index(["model", "prompt"])
+    assert len(calibration) == 4
+    red, blue = calibration.xs("a red face", level=1), calibration.xs("a blue face", level=1)
+    assert red["reached"].all() and (red["gain_sigmas"] >= 0.5).all()
+    assert not blue["reached"].any() and "did not reach its level for a blue face (aligned)" in result.summary
+    for row in edits[edits["method"] == "global (S)"].itertuples():  # each global edit at its calibrated alpha
+        assert row.alpha == calibration.loc[(row.model, row.prompt), "alpha"] > 0
+        assert result.metrics["edits"][row.model][row.prompt]["global (S)"]["alpha"] == row.alpha
+    assert edits[edits["method"] == "mapper (W+)"]["alpha"].isna().all()
     assert set(zip(edits["model"], edits["method"])) == {("aligned", "global (S)"), ("aligned", "mapper (W+)"),
                                                          ("unaligned", "global (S)")}
     red = edits[edits["prompt"] == "a red face"]
@@ -356,6 +410,10 @@ def test_config_errors():
         StyleCLIP.make_config({"mapper_prompts": ["a purple face"]})
     with pytest.raises(ConfigError, match="templates"):
         StyleCLIP.make_config({"templates": ["a photo"]})
+    with pytest.raises(ConfigError, match="alpha_step"):
+        StyleCLIP.make_config({"alpha_step": 2.0, "alpha_max": 1.0})
+    with pytest.raises(ConfigError, match="calibration_samples"):
+        StyleCLIP.make_config({"calibration_samples": 1})
 
 
 # ----- sg3probe edit --text -----------------------------------------------------------------------
@@ -370,7 +428,7 @@ WORDS = {"red": (2.0, 0.0, 0.0), "green": (0.0, 2.0, 0.0), "blue": (0.0, 0.0, 2.
 
 class FileColourClip(TextImageScorer):
     name = "filecolourclip"
-    global_beta, global_alpha = 0.05, 2.0
+    global_beta = 0.05
     def preprocess(self, images):
         return images
     def encode_image(self, images):
@@ -417,9 +475,12 @@ def test_edit_text_computes_then_reuses_the_cached_global_direction(tiny, tmp_pa
     similarity = clip.encode_image(images) @ clip.encode_text(["a red face"])[0]
     assert similarity[1] > similarity[0] and similarity[3] > similarity[2]
     defaults = CliRunner().invoke(cli, [a for a in common if a not in ("--beta", "0.05", "--alpha", "0,4")]
-                                  + ["--outdir", str(tmp_path / "d")])  # the text model's beta and alpha
+                                  + ["--outdir", str(tmp_path / "d")])  # the text model's beta, calibrated alpha
     assert defaults.exit_code == 0 and "beta 0.05" in defaults.output, defaults.output
-    assert np.load(tmp_path / "d" / "latents.npz")["strength"].tolist() == [0.0, 2.0, 0.0, 2.0]
+    calibrated = load_direction(tmp_path / "d" / "direction.npy").metadata["alpha_calibration"]
+    assert calibrated["reached"] and calibrated["seeds"] == "1000-1063" and "calibrated on seeds" in defaults.output
+    alpha = calibrated["alpha"]
+    assert np.load(tmp_path / "d" / "latents.npz")["strength"].tolist() == [0.0, alpha, 0.0, alpha] and alpha > 0
     too_high = CliRunner().invoke(cli, common[:-8] + ["--beta", "1.5", "--text-model", "filecolourclip",
                                                       "--probe-seeds", "0-1", "--cache-dir", str(tmp_path / "cache"),
                                                       "--plugins-dir", str(plugins), "--outdir", str(tmp_path / "x")])
