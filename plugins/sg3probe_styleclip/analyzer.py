@@ -47,9 +47,9 @@ def load_text_model(name: str, device: str = "cpu", options: dict | None = None)
 class StyleCLIP(Analyzer):
     name = "styleclip"
     description = ("StyleCLIP (Patashnik, Wu et al.): text-driven edits by global directions in S (channel "
-                   "relevance to a text direction, beta threshold, alpha strength) and by latent mappers in W+; "
-                   "target achieved and side effects by the attribute scorer, similarity gain by the text-image "
-                   "model; aligned and unaligned models, and a beta x alpha sweep.")
+                   "relevance to a text direction, beta threshold, alpha strength calibrated by the text model) "
+                   "and by latent mappers in W+; target achieved and side effects by the attribute scorer, "
+                   "similarity gain by the text-image model; aligned and unaligned models, and a beta x alpha sweep.")
     needs = Needs(spaces={"wplus"}, scores=True, images=True, models="both")
 
     @dataclass
