@@ -298,7 +298,7 @@ class _Study:
         self._timing(role, f"alpha calibration: {prompt.text}", started, len(calibration) * (len(found.alphas) + 1))
         self.rows["alpha calibration"].append({
             "model": role, "prompt": prompt.text, "alpha": found.alpha, "reached": found.reached,
-            "gain_sigmas": float(found.gains[found.alphas == found.alpha][0]), "natural_std": found.natural_std,
+            "gain_sigmas": found.gain, "natural_std": found.natural_std,
             "alphas_tried": len(found.alphas), "note": ""})
         return found.alpha
 

@@ -42,11 +42,15 @@ class AlphaCalibration:
     alphas: np.ndarray  # [k] the alphas tried, ascending (the scan stops at the first that reaches)
     gains: np.ndarray  # [k] mean similarity gain at each, in natural stds
 
+    @property
+    def gain(self) -> float:
+        """The similarity gain at the chosen alpha, in natural stds."""
+        return float(self.gains[self.alphas == self.alpha][0])
+
     def describe(self) -> str:
-        gain = float(self.gains[self.alphas == self.alpha][0])
         how = (f"level {self.sigmas:g}" if self.reached else
                f"the most up to alpha {self.alphas[-1]:g}; the level {self.sigmas:g} is not reached")
-        return f"alpha {self.alpha:g}: the similarity to the prompt rises by {gain:.2f} natural std ({how})"
+        return f"alpha {self.alpha:g}: the similarity to the prompt rises by {self.gain:.2f} natural std ({how})"
 
     def to_json(self) -> dict:
         return {"alpha": self.alpha, "reached": self.reached, "sigmas": self.sigmas, "natural_std": self.natural_std,
