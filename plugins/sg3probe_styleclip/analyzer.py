@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
-from sg3probe.editing import edit_styles, parse_strengths
+from sg3probe.editing import parse_strengths
 from sg3probe.errors import ConfigError
 from sg3probe.results import AnalysisResult, Section
 from sg3probe.store.seeds import parse_seeds
@@ -27,7 +27,8 @@ from sg3probe_styleclip.global_directions import (ChannelDirections, ProbeSettin
 from sg3probe_styleclip.identity import IDENTITY_NAMES, identity_extractor
 from sg3probe_styleclip.mapper import GROUPS, MapperSettings, identity_features, train_mapper
 from sg3probe_styleclip.prompts import NEUTRAL, TOY_PROMPTS, TOY_TEMPLATES, Target, parse_target
-from sg3probe_styleclip.strength import DEFAULT_ALPHA_MAX, DEFAULT_ALPHA_STEP, DEFAULT_SIGMAS, calibrate_alpha
+from sg3probe_styleclip.strength import (DEFAULT_ALPHA_MAX, DEFAULT_ALPHA_STEP, DEFAULT_SIGMAS, calibrate_alpha,
+                                         check_grid, s_edit)
 
 METHODS = ("global", "mapper")
 
@@ -121,9 +122,7 @@ class StyleCLIP(Analyzer):
                 raise ValueError(f"beta must be >= 0, got {self.beta}")
             if self.calibration_samples < 2:
                 raise ValueError(f"calibration_samples must be >= 2, got {self.calibration_samples}")
-            if not (self.alpha_sigmas > 0 and 0 < self.alpha_step <= self.alpha_max):
-                raise ValueError(f"alpha_sigmas must be > 0 and 0 < alpha_step <= alpha_max, got {self.alpha_sigmas}, "
-                                 f"{self.alpha_step} and {self.alpha_max}")
+            check_grid(self.alpha_sigmas, self.alpha_step, self.alpha_max)
             parse_strengths(self.sweep_betas)
             parse_strengths(self.sweep_alphas)
 
@@ -249,7 +248,7 @@ class _Study:
                 direction = directions.style_direction(prompt.direction, self.beta)
                 alpha = self._alpha(role, prompt, G, direction.vector, calibration)
                 step = torch.as_tensor(direction.vector, dtype=torch.float32)
-                edited = bench.measure(_s_edit(G, step, alpha))
+                edited = bench.measure(s_edit(G, step, alpha))
                 measured["global (S)"] = (edited, alpha)
                 grid[f"{role}: global α={alpha:g}"] = edited.pictures
                 self._channels(role, prompt, directions)
@@ -354,7 +353,7 @@ class _Study:
             step = torch.as_tensor(direction.vector, dtype=torch.float32)
             channels = int(np.count_nonzero(direction.vector))
             for alpha in parse_strengths(cfg.sweep_alphas):
-                edited = bench.measure(_s_edit(G, step, float(alpha)), count) if channels else None
+                edited = bench.measure(s_edit(G, step, float(alpha)), count) if channels else None
                 after = edited.scores if edited is not None else before
                 rates = target_rates(prompt.target, before[prompt.target.attribute], after[prompt.target.attribute])
                 effects = side_effects(prompt.target.attribute, before, after, self.thresholds, self.natural_std,
@@ -412,13 +411,6 @@ class _Study:
                               summary=_reading(tables.get("edits"), tables.get("alpha calibration")),
                               title="StyleCLIP: text-driven edits",
                               sections=sections)
-
-
-def _s_edit(G, step: torch.Tensor, alpha: float):
-    """The edit s' = s + alpha * step (step over flattened S) as a function of ws."""
-    def edit(ws: torch.Tensor) -> torch.Tensor:
-        return G.synthesis(styles=edit_styles(G.styles(ws), step.to(ws.device), alpha))
-    return edit
 
 
 def _slug(text: str) -> str:

@@ -16,6 +16,7 @@ and `reached` says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -57,26 +58,28 @@ class AlphaCalibration:
                 "alphas": self.alphas.tolist(), "gains": self.gains.tolist()}
 
 
-def _check_grid(sigmas: float, alpha_step: float, alpha_max: float) -> None:
+def check_grid(sigmas: float, alpha_step: float, alpha_max: float) -> None:
     """Raise ConfigError naming a calibration setting that cannot work."""
     if not sigmas > 0:
-        raise ConfigError(f"the calibration level must be > 0 natural stds, got {sigmas}")
+        raise ConfigError(f"the calibration level (alpha_sigmas) must be > 0 natural stds, got {sigmas}")
     if not 0 < alpha_step <= alpha_max:
         raise ConfigError(f"the alpha grid needs 0 < alpha_step <= alpha_max, got step {alpha_step} and max "
                           f"{alpha_max}")
 
 
+def s_edit(G, step: torch.Tensor, alpha: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The edit s' = s + alpha * step (step over flattened S) as a function of ws that renders."""
+    def edit(ws: torch.Tensor) -> torch.Tensor:
+        return G.synthesis(styles=edit_styles(G.styles(ws), step.to(ws.device), alpha))
+    return edit
+
+
 @torch.no_grad()
-def _similarities(G, model: TextImageScorer, ws: torch.Tensor, prompt: torch.Tensor, step: torch.Tensor | None,
-                  alpha: float, batch_size: int) -> np.ndarray:
-    values = []
-    for start in range(0, len(ws), batch_size):
-        batch = ws[start:start + batch_size]
-        if step is None:
-            images = G.synthesis(batch)
-        else:
-            images = G.synthesis(styles=edit_styles(G.styles(batch), step, alpha))
-        values.append((model.encode_image(images).float() @ prompt).cpu().numpy())
+def _similarities(model: TextImageScorer, render: Callable[[torch.Tensor], torch.Tensor], ws: torch.Tensor,
+                  prompt: torch.Tensor, batch_size: int) -> np.ndarray:
+    """cos(E(render(ws)), prompt) per latent, [n]."""
+    values = [(model.encode_image(render(ws[start:start + batch_size])).float() @ prompt).cpu().numpy()
+              for start in range(0, len(ws), batch_size)]
     return np.concatenate(values).astype(np.float64)
 
 
@@ -85,13 +88,13 @@ def calibrate_alpha(G, model: TextImageScorer, delta_s: np.ndarray, prompt: np.n
                     alpha_max: float = DEFAULT_ALPHA_MAX, batch_size: int = 32) -> AlphaCalibration:
     """The alpha at which editing `ws` [n, num_ws, w_dim] (n >= 2) by delta_s (flattened S) raises their
     mean cosine to `prompt` (unit, [D]) by `sigmas` times its std over the unedited images."""
-    _check_grid(sigmas, alpha_step, alpha_max)
+    check_grid(sigmas, alpha_step, alpha_max)
     if len(ws) < 2:
         raise ConfigError(f"alpha calibration needs at least 2 latents to measure a spread, got {len(ws)}")
     ws = torch.as_tensor(ws, dtype=torch.float32, device=G.device)
     text = torch.as_tensor(np.asarray(prompt), dtype=torch.float32, device=G.device)
     step = torch.as_tensor(np.asarray(delta_s), dtype=torch.float32, device=G.device)
-    before = _similarities(G, model, ws, text, None, 0.0, batch_size)
+    before = _similarities(model, G.synthesis, ws, text, batch_size)
     natural_std = float(before.std())
     if natural_std < 1e-8:
         raise ConfigError("the calibration images all have the same similarity to the prompt, so no strength "
@@ -99,7 +102,7 @@ def calibrate_alpha(G, model: TextImageScorer, delta_s: np.ndarray, prompt: np.n
     alphas, gains = [], []
     count = int(np.floor(alpha_max / alpha_step + 1e-9))
     for alpha in alpha_step * np.arange(1, count + 1):
-        after = _similarities(G, model, ws, text, step, float(alpha), batch_size)
+        after = _similarities(model, s_edit(G, step, float(alpha)), ws, text, batch_size)
         alphas.append(float(alpha))
         gains.append(float(np.mean(after - before)) / natural_std)
         if gains[-1] >= sigmas:
