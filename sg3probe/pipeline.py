@@ -59,7 +59,7 @@ class CoreConfig:
     scorer_options: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 = the idle cores (sg3probe.runtime.choose_threads)
+    threads: int = 0  # torch CPU threads; 0 = one per core (sg3probe.runtime.choose_threads)
     grid_size: int = 16  # sample-grid images per model in the report
 
 

@@ -1,10 +1,14 @@
 """Process-wide runtime settings that the command line applies once at start-up.
 
-Why threads: on a CPU whose cores are already busy (other jobs, a training in the background),
-torch's intra-op threads wait for each other at every operation, and two threads on a loaded
-2-core machine ran the toy model 4-6x slower than one. `choose_threads` therefore uses as many
-threads as there are idle cores (at least one) unless told otherwise (--set threads=N,
-OMP_NUM_THREADS, or SG3PROBE_THREADS).
+Why threads: torch's CPU sums are split among its threads, so the last bits of a result depend on
+the thread count; a mapper trained with 1 and 2 threads differs by 6e-8 after one step and by
+2e-4 after 40, and the trained edits differ in what they achieve. A run's numbers must not
+depend on what else the machine is doing, so `choose_threads` uses every core this process may
+run on unless told otherwise (--set threads=N, OMP_NUM_THREADS, or SG3PROBE_THREADS); run.json
+records the count. (The load average cannot choose instead: it counts the previous command's
+work for a minute after it ends.) On a CPU whose cores are already busy (other jobs, a training in the background), torch's threads wait for each other at
+every operation: two threads on a loaded 2-core machine ran the toy model 4-6x slower than one,
+so beside other work choose fewer threads yourself.
 
 Why malloc: the generator allocates large temporaries on every layer. With glibc's defaults
 each one above 128 kB is mmap'ed and munmap'ed again, and the page faults cost more CPU than
@@ -43,19 +47,14 @@ def tune_malloc() -> bool:
 
 def choose_threads(requested: int = 0) -> int:
     """torch CPU threads to use: `requested` if > 0, else SG3PROBE_THREADS or OMP_NUM_THREADS if
-    set, else the cores of this process not already kept busy by others (1-minute load), >= 1."""
+    set, else the cores this process may run on (never the load: results follow the count)."""
     if requested > 0:
         return requested
     for variable in ("SG3PROBE_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(variable, "")
         if value.isdigit() and int(value) > 0:
             return int(value)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        return cores
-    return max(1, min(cores, int(cores - load + 0.5)))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def apply_threads(requested: int = 0) -> int:

@@ -24,7 +24,8 @@ def test_omp_num_threads_is_respected(no_thread_variables, monkeypatch):
     assert runtime.choose_threads() == 2
 
 
-@pytest.mark.parametrize("load, expected", [(0.0, 4), (1.2, 3), (3.6, 1), (12.0, 1)])
-def test_busy_cores_are_left_alone(no_thread_variables, monkeypatch, load, expected):
+@pytest.mark.parametrize("load", [0.0, 1.2, 12.0])
+def test_every_core_whatever_the_load(no_thread_variables, monkeypatch, load):
+    """The count must not follow the load: torch's sums, and so the results, follow the count."""
     monkeypatch.setattr(runtime.os, "getloadavg", lambda: (load, load, load))
-    assert runtime.choose_threads() == expected
+    assert runtime.choose_threads() == 4
