@@ -6,11 +6,16 @@ The resolved config is written back as config.toml, which reproduces the run wit
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import inspect
+import io
 import json
 import math
 import re
+import textwrap
+import tokenize
 import types
 import typing
 from dataclasses import dataclass
@@ -331,6 +336,77 @@ def _value(value: Any, key: str) -> str:
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{_key(k)} = {_value(v, key)}" for k, v in value.items()) + "}"
     raise TypeError(f"config key {key!r}: {_describe(value)} has no TOML form")
+
+
+def defaults_toml(schema: type) -> str:
+    """The defaults of a dataclass schema as TOML with the comments of its source: each setting
+    keeps the comment on its line and the comment lines above it. A setting whose default is None
+    (it has no TOML form) is a commented-out line saying so."""
+    lines: list[str] = []
+    _write_defaults(lines, (), schema)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _write_defaults(lines: list[str], path: tuple[str, ...], schema: type) -> None:
+    comments: dict[str, FieldComments] = {}
+    for cls in reversed(schema.__mro__):  # a field's comments are in the class that declares it
+        comments.update(field_comments(cls) if dataclasses.is_dataclass(cls) else {})
+    fields = dataclasses.fields(schema)
+    nested = [f for f in fields if dataclasses.is_dataclass(_default(f))]
+    if path:
+        lines.append("")
+        lines.append("[" + ".".join(_key(p) for p in path) + "]")
+    for f in fields:
+        if f in nested:
+            continue
+        value, comment = _default(f), comments.get(f.name, FieldComments())
+        if value is None:
+            line = f"# {_key(f.name)} = (none)"
+        else:  # a dict default is an inline table: a [table] here would end this one's settings
+            line = f"{_key(f.name)} = {_value(to_dict(value), '.'.join(path + (f.name,)))}"
+        lines.extend(comment.above)
+        lines.append(f"{line}  {comment.trailing}" if comment.trailing else line)
+    for f in nested:
+        _write_defaults(lines, path + (f.name,), type(_default(f)))
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+@dataclass(frozen=True)
+class FieldComments:
+    """The comments of one dataclass field in its source, each as written ("# ...")."""
+
+    above: tuple[str, ...] = ()  # the comment-only lines between the previous field and this one
+    trailing: str = ""  # the comment on the field's own (last) line
+
+
+def field_comments(schema: type) -> dict[str, FieldComments]:
+    """{field name: its comments} from the source of the class; {} where it is not available."""
+    try:
+        source = textwrap.dedent(inspect.getsource(schema))
+    except (OSError, TypeError):
+        return {}
+    comment_at: dict[int, str] = {}
+    code_lines: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comment_at[token.start[0]] = token.string.rstrip()
+        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+            code_lines.add(token.start[0])
+    comments, previous_end = {}, 1  # line 1: the class statement
+    for node in ast.parse(source).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            above = tuple(comment_at[line] for line in range(previous_end + 1, node.lineno)
+                          if line in comment_at and line not in code_lines)
+            comments[node.target.id] = FieldComments(above, comment_at.get(node.end_lineno, ""))
+        previous_end = node.end_lineno
+    return comments
 
 
 def write_config(path: str | Path, config: Any) -> Path:

@@ -68,6 +68,11 @@ def config_section(analyzer_name: str) -> str:
     return analyzer_name.replace("-", "_")
 
 
+def run_schema(analyzer_cls) -> type:
+    """The config schema of `sg3probe run NAME`: the core settings plus the analyzer's table."""
+    return with_sections(CoreConfig, {config_section(analyzer_cls.name): analyzer_cls.Config})
+
+
 def _spec(config: CoreConfig, spaces, role: str, with_scores: bool) -> SamplingSpec:
     s = config.sampling
     return SamplingSpec(seeds=s.seeds, truncation_psi=s.truncation_psi, truncation_cutoff=s.truncation_cutoff,
@@ -93,7 +98,7 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
     manager = get_plugin_manager(plugins_dir)
     analyzer_cls = manager.get_analyzer(name)
     section = config_section(analyzer_cls.name)
-    schema = with_sections(CoreConfig, {section: analyzer_cls.Config})
+    schema = run_schema(analyzer_cls)
     resolved = resolve_config(schema, config_file=config_file, sets=sets)
     config = resolved.config
     analyzer_cfg = getattr(config, section)

@@ -49,20 +49,47 @@ def plugins(plugins_dir: Path | None, as_json: bool) -> None:
 
 
 @click.command("analyzers")
+@click.argument("name", required=False)
 @plugins_dir_option
-def analyzers(plugins_dir: Path | None) -> None:
-    """List the analyzers that `sg3probe run NAME` accepts, with what each needs."""
+def analyzers(name: str | None, plugins_dir: Path | None) -> None:
+    """List the analyzers that `sg3probe run NAME` accepts, with what each needs; with NAME, its
+    whole description and every setting of `sg3probe run NAME` with its default."""
     manager = _manager(plugins_dir)
     found = manager.get_analyzers()
+    if name is not None:
+        _describe_analyzer(manager.get_analyzer(name))
+        return
     for name, analyzer in sorted(found.items()):
-        needs = analyzer.needs
-        spaces = ",".join(sorted(needs.spaces)) or "-"
         click.echo(f"{name}  {_first_line(analyzer.description)}")
-        click.echo(f"    spaces: {spaces}; scores: {needs.scores}; images: {needs.images}; "
-                   f"models: {needs.models}")
+        click.echo(f"    {_needs(analyzer)}")
     if not found:
         click.echo("No analyzers installed.")
+    else:
+        click.echo("Settings and their defaults: sg3probe analyzers NAME")
     _warn_broken(manager)
+
+
+def _needs(analyzer) -> str:
+    needs = analyzer.needs
+    spaces = ",".join(sorted(needs.spaces)) or "-"
+    return f"spaces: {spaces}; scores: {needs.scores}; images: {needs.images}; models: {needs.models}"
+
+
+def _describe_analyzer(analyzer) -> None:
+    """The analyzer's description, then its run's settings: all of it TOML that --config reads."""
+    import textwrap
+
+    from sg3probe.config import defaults_toml
+    from sg3probe.pipeline import config_section, run_schema
+
+    section = config_section(analyzer.name)
+    text = f"{analyzer.name}: {(analyzer.description or '').strip()}"
+    for line in textwrap.wrap(text, 96) + [_needs(analyzer)]:
+        click.echo(f"# {line}")
+    click.echo(f"#\n# The settings of `sg3probe run {analyzer.name}` and their defaults, as `--config FILE` reads"
+               f"\n# them; one at a time, --set {section}.KEY=VALUE with a TOML value"
+               f" (--set sampling.seeds='\"0-999\"').\n")
+    click.echo(defaults_toml(run_schema(analyzer)), nl=False)
 
 
 @click.command("scorers")

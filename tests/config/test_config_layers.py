@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sg3probe.config import (dumps_toml, from_dict, load_toml, merge, parse_set, resolve_config,
+from sg3probe.config import (FieldComments, defaults_toml, dumps_toml, field_comments, from_dict, load_toml, merge, parse_set, resolve_config,
                              tomllib, with_sections, write_config)
 from sg3probe.errors import ConfigError
 
@@ -171,3 +171,37 @@ def test_from_dict_tuple_and_optional():
     with pytest.raises(ConfigError) as caught:
         from_dict(Box, {"name": 3})
     assert "'name' must be str | None, got int 3" in str(caught.value)
+
+
+@dataclass
+class Commented:
+    """A schema whose comments `defaults_toml` must carry over."""
+
+    name: str = "toy"  # the model
+    # Two lines about the strength,
+    # which the listing keeps above it.
+    strength: float = 2.5
+    cutoff: int | None = None  # none: every layer
+    regions: dict[str, str] = field(default_factory=lambda: {"smiling": "mouth"})
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+def test_field_comments_trailing_and_above():
+    comments = field_comments(Commented)
+    assert comments["name"].trailing == "# the model" and comments["name"].above == ()
+    assert comments["strength"].above == ("# Two lines about the strength,", "# which the listing keeps above it.")
+    assert comments["strength"].trailing == ""
+    assert comments["regions"] == FieldComments() and comments["cutoff"].trailing == "# none: every layer"
+
+
+def test_defaults_toml_reads_back_as_the_defaults():
+    text = defaults_toml(Commented)
+    assert text.splitlines()[:5] == [
+        'name = "toy"  # the model',
+        "# Two lines about the strength,",
+        "# which the listing keeps above it.",
+        "strength = 2.5",
+        "# cutoff = (none)  # none: every layer",
+    ]
+    assert 'regions = {smiling = "mouth"}' in text and "[sampling]" in text
+    assert from_dict(Commented, tomllib.loads(text)) == Commented()

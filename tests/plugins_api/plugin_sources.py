@@ -15,7 +15,7 @@ class Spread(Analyzer):
 
     @dataclass
     class Config:
-        top_k: int = 3
+        top_k: int = 3  # dimensions in the summary
 
     def analyze(self, samples, ctx, cfg):
         spread = samples["aligned"]["w"].std(axis=0)

@@ -66,7 +66,35 @@ def test_analyzers_and_scorers_list_with_broken_as_warning(cli, plugins_dir):
     assert "spaces: w; scores: False" in analyzers.stdout
     assert "warning: plugin 'broken'" in analyzers.stderr
 
+    assert "Settings and their defaults: sg3probe analyzers NAME" in analyzers.stdout
+
     scorers = runner.invoke(cli, ["scorers", "--plugins-dir", str(plugins_dir)])
     assert "tone  Skin tone." in scorers.stdout and "More text" not in scorers.stdout
     assert "attributes: tone (continuous)" in scorers.stdout
     assert "capabilities: pose" in scorers.stdout
+
+
+def test_analyzers_name_prints_its_settings_as_a_config_file(cli, plugins_dir):
+    """`sg3probe analyzers NAME` is TOML that --config reads: the run's defaults, with comments."""
+    from sg3probe.config import from_dict, tomllib
+    from sg3probe.pipeline import run_schema
+
+    result = CliRunner().invoke(cli, ["analyzers", "spread", "--plugins-dir", str(plugins_dir)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# spread: Per-dimension spread of W.")
+    assert "top_k = 3  # dimensions in the summary" in result.stdout  # the plugin's own comment
+    assert "# truncation_cutoff = (none)" in result.stdout  # a None default has no TOML form
+    values = tomllib.loads(result.stdout)
+    assert values["spread"] == {"top_k": 3} and values["sampling"]["seeds"] == "0-1999"
+    from sg3probe.plugin_manager import build_plugin_manager
+    schema = run_schema(build_plugin_manager(plugins_dir).get_analyzer("spread"))
+    assert from_dict(schema, values) == schema()
+
+
+def test_analyzers_unknown_name_is_one_line(plugins_dir):
+    from sg3probe.cli.main import cli as sg3probe_cli
+
+    result = CliRunner().invoke(sg3probe_cli, ["analyzers", "nope", "--plugins-dir", str(plugins_dir)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: unknown analyzer 'nope': the available ones are")
+    assert "spread" in result.stderr and len(result.stderr.splitlines()) == 1
