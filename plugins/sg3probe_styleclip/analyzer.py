@@ -203,7 +203,7 @@ class _Study:
                               f"{cfg.eval_samples}; sample more seeds or lower styleclip.eval_samples")
         held, outside = usable[-cfg.eval_samples:], usable[:-cfg.eval_samples]
         train = outside[:cfg.mapper_latents]
-        if cfg.alpha is None and len(outside) < 2:
+        if "global" in cfg.methods and cfg.alpha is None and len(outside) < 2:
             raise ConfigError(f"styleclip: {len(outside)} samples outside the probe seeds and the held-out ones, "
                               "too few to calibrate alpha; sample more seeds, lower styleclip.eval_samples or give "
                               "styleclip.alpha")
@@ -370,7 +370,7 @@ class _Study:
         tables = {name: pd.DataFrame(rows) for name, rows in self.rows.items() if rows}
         figs = {}
         for prompt, rows in self.grids.items():
-            if len(rows) > 1:
+            if len(rows) > 1 and cfg.grid_samples > 0:  # grid_samples = 0: no edit grids
                 figs[f"edits: {prompt}"] = figures.edit_grid(rows, prompt)
         if "side effects" in tables:
             figs["side effects"] = figures.side_effect_heatmaps(tables["side effects"])

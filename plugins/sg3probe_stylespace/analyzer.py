@@ -49,7 +49,7 @@ class StyleSpace(Analyzer):
         edit_samples: int = 50  # held-out samples (after the gradient images) for the locality score
         alpha: float = 10.0  # edits for the locality score: s_c +- alpha * sigma_c
         grid_alphas: str = "-20,-10,0,10,20"
-        grid_samples: int = 3
+        grid_samples: int = 3  # held-out samples shown in each edit grid (0: no grids)
         dilation: int = 2  # pixels by which the target region is grown for the locality score
         w_edit_sigmas: float = 3.0  # W-vs-S: each attribute's W boundary edit, +- this many projection stds
         w_edit_ratio: float = 0.3  # ... boundaries fit on the top / bottom share of the other samples
@@ -217,10 +217,11 @@ class _Study:
                 "samples_with_region": int(inside.flatten(1).any(dim=1).sum())})
             self.metrics.setdefault(role, {}).setdefault("locality", {})[region_name] = locality
             rows = held[:cfg.grid_samples]
-            alphas = parse_strengths(cfg.grid_alphas)
-            grid = [_render(G, wplus, rows, transforms, edit + (float(a),), cfg.batch_size) for a in alphas]
-            self.figures[f"edit {region_name} ({role})"] = figures.edit_grid(
-                torch.stack(grid, dim=1), alphas, f"{region_name}: {edit[0]}:{edit[1]}  locality {locality:.2f}")
+            if len(rows):  # grid_samples = 0: no edit grids
+                alphas = parse_strengths(cfg.grid_alphas)
+                grid = [_render(G, wplus, rows, transforms, edit + (float(a),), cfg.batch_size) for a in alphas]
+                self.figures[f"edit {region_name} ({role})"] = figures.edit_grid(
+                    torch.stack(grid, dim=1), alphas, f"{region_name}: {edit[0]}:{edit[1]}  locality {locality:.2f}")
         self._timing(role, "edits", started, len(held))
         self._w_versus_s(role, G, samples, held, transforms, originals, masks, region_names)
         return chosen

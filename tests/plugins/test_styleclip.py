@@ -403,6 +403,23 @@ def test_analyzer_runs_end_to_end(tiny, tmp_path):
     assert set(result.metrics["edits"]["aligned"]["a red face"]) == {"global (S)", "mapper (W+)"}
 
 
+def test_too_few_samples_to_calibrate_alpha_stops_only_a_run_with_global_edits(tiny, tmp_path):
+    count = 8
+    ws = seed_ws(tiny, list(range(100, 100 + count)), 1.0, None)
+    scorer = _RedScorer()
+    samples = InMemorySampleSet({"seeds": np.arange(100, 100 + count), "wplus": ws.numpy(),
+                                 "scores": scorer.score(tiny.synthesis(ws))})
+    ctx = AnalysisContext(generators={"aligned": tiny}, work_dir=tmp_path / "work", scorer=scorer)
+    settings = {"prompts": {"a red face": "red+"}, "identity": "pixels", "probe_seeds": "0-1", "stats_seeds": "0-99",
+                "cache_dir": str(tmp_path / "cache"), "eval_samples": count - 1, "grid_samples": 0,
+                "mapper_steps": 2, "mapper_batch": 1, "sweep_roles": []}
+    with pytest.raises(ConfigError, match="too few to calibrate alpha"):
+        StyleCLIP(text_model=ColourClip()).analyze({"aligned": samples}, ctx, StyleCLIP.make_config(settings))
+    mapper_only = StyleCLIP.make_config({**settings, "methods": ["mapper"]})
+    result = StyleCLIP(text_model=ColourClip()).analyze({"aligned": samples}, ctx, mapper_only)
+    assert list(result.tables["edits"]["method"]) == ["mapper (W+)"]
+
+
 def test_config_errors():
     with pytest.raises(ConfigError, match="methods"):
         StyleCLIP.make_config({"methods": ["sideways"]})
