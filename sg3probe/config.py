@@ -1,4 +1,5 @@
-"""Typed configuration: layered TOML sources, dataclass validation, a TOML writer, and a schema's defaults as commented TOML.
+"""Typed configuration: layered TOML sources, dataclass validation, a TOML writer, and a
+schema's defaults as commented TOML.
 
 Precedence, lowest first: the schema's defaults < ``[tool.sg3probe]`` in ./pyproject.toml <
 ``--config run.toml`` < ``--set key=value`` (dotted keys, values parsed as TOML literals).
