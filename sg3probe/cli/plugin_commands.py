@@ -105,9 +105,24 @@ def scorers(plugins_dir: Path | None) -> None:
         capabilities = [c for c in CAPABILITIES if scorer.supports(c)] if hasattr(scorer, "supports") else []
         if capabilities:
             click.echo(f"    capabilities: {', '.join(capabilities)}")
+        options = _scorer_options(scorer)
+        if options:
+            click.echo(f"    options: {options}")
     if not found:
         click.echo("No scorers installed.")
     _warn_broken(manager)
+
+
+def _scorer_options(scorer) -> str:
+    """The keyword arguments of a scorer's constructor besides `device`, with their defaults."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(scorer).parameters.values()
+    except (TypeError, ValueError):  # a constructor inspect cannot read
+        return ""
+    return ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in parameters
+                     if p.name != "device" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 @click.command("report")

@@ -30,6 +30,9 @@ def plugins_dir(write_plugin):
             description = "Skin tone.\\nMore text."
             attributes = (Attribute("tone", "continuous"),)
 
+            def __init__(self, device="cpu", checkpoint="tone.pt", *, scale=1.0):
+                super().__init__(device)
+
             def score(self, images):
                 return {"tone": np.zeros(len(images))}
 
@@ -72,6 +75,7 @@ def test_analyzers_and_scorers_list_with_broken_as_warning(cli, plugins_dir):
     assert "tone  Skin tone." in scorers.stdout and "More text" not in scorers.stdout
     assert "attributes: tone (continuous)" in scorers.stdout
     assert "capabilities: pose" in scorers.stdout
+    assert "options: checkpoint='tone.pt', scale=1.0" in scorers.stdout
 
 
 def test_analyzers_name_prints_its_settings_as_a_config_file(cli, plugins_dir):
