@@ -1,6 +1,7 @@
 """Entry point of the `sg3probe` command: the click group, error handling and command registry."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -21,6 +22,9 @@ class _Group(click.Group):
             sys.exit(2)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # the reader went away (`sg3probe analyzers | head`): not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            sys.exit(141)  # what a process killed by SIGPIPE returns in a shell
         except Exception as error:  # a bug, or a failure we did not foresee: still one line
             if ctx.obj and ctx.obj.get("debug"):
                 raise

@@ -21,6 +21,11 @@ def _manager(plugins_dir: Path | None) -> PluginManager:
     return build_plugin_manager(plugins_dir)
 
 
+def _description(cls) -> str:
+    """A plugin class's `description`, or else its own docstring (never a base class's)."""
+    return (cls.description or cls.__dict__.get("__doc__") or "").strip()
+
+
 def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
@@ -60,7 +65,7 @@ def analyzers(name: str | None, plugins_dir: Path | None) -> None:
         _describe_analyzer(manager.get_analyzer(name))
         return
     for name, analyzer in sorted(found.items()):
-        click.echo(f"{name}  {_first_line(analyzer.description)}")
+        click.echo(f"{name}  {_first_line(_description(analyzer))}")
         click.echo(f"    {_needs(analyzer)}")
     if not found:
         click.echo("No analyzers installed.")
@@ -83,7 +88,7 @@ def _describe_analyzer(analyzer) -> None:
     from sg3probe.pipeline import config_section, run_schema
 
     section = config_section(analyzer.name)
-    text = f"{analyzer.name}: {(analyzer.description or '').strip()}"
+    text = f"{analyzer.name}: {_description(analyzer)}"
     for line in textwrap.wrap(text, 96) + [_needs(analyzer)]:
         click.echo(f"# {line}")
     click.echo(f"#\n# The settings of `sg3probe run {analyzer.name}` and their defaults, as `--config FILE` reads"
@@ -99,7 +104,7 @@ def scorers(plugins_dir: Path | None) -> None:
     manager = _manager(plugins_dir)
     found = manager.get_scorers()
     for name, scorer in sorted(found.items()):
-        click.echo(f"{name}  {_first_line(scorer.description)}")
+        click.echo(f"{name}  {_first_line(_description(scorer))}")
         attributes = ", ".join(f"{a.name} ({a.kind})" for a in scorer.attributes) or "none"
         click.echo(f"    attributes: {attributes}")
         capabilities = [c for c in CAPABILITIES if scorer.supports(c)] if hasattr(scorer, "supports") else []

@@ -102,3 +102,19 @@ def test_analyzers_unknown_name_is_one_line(plugins_dir):
     assert result.exit_code == 2
     assert result.stderr.startswith("error: unknown analyzer 'nope': the available ones are")
     assert "spread" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_plugin_without_description_is_listed_by_its_own_docstring():
+    from sg3probe.cli.plugin_commands import _description
+    from sg3probe.scorer import Scorer
+
+    class Documented(Scorer):
+        """Reads the weather.
+
+        More text."""
+
+    class Bare(Scorer):
+        pass
+
+    assert _description(Documented).splitlines()[0] == "Reads the weather."
+    assert _description(Bare) == ""  # not the base class's docstring
