@@ -22,7 +22,9 @@ from sg3probe.cli.model_commands import DEFAULT_MODEL
 @click.option("--device", default=None, help="cpu, cuda or mps (default: best available).")
 @click.option("--plugins-dir", type=click.Path(exists=True, file_okay=False), default=None)
 def run(analyzer, model, unaligned_model, scorer, seeds, config_file, sets, out, device, plugins_dir):
-    """Run ANALYZER (see `sg3probe analyzers`) and write a run folder with report.html."""
+    """Run ANALYZER (see `sg3probe analyzers`) and write a run folder with report.html.
+
+    Every setting of the run, with its default: `sg3probe analyzers ANALYZER`."""
     from sg3probe.pipeline import run_analysis
 
     overrides = list(sets)
