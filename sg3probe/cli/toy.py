@@ -180,9 +180,15 @@ def evaluate(models: tuple[str, ...], count: int, seed: int, unaligned_flags: tu
               help="Extra factor on the mapping network's learning rate (its equalised-lr multiplier stays 0.01).")
 @click.option("--part-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of an extra L1 inside the small parts (eyes, brows, mouth, glasses), a mean over their pixels.")
+@click.option("--channel-base", type=click.IntRange(min=1), default=None,
+              help="Generator width: a layer whose cutoff frequency is f gets min(channel_base / (2 f), channel_max) "
+                   "channels, as in NVIDIA's code [default: 512, the shipped models'].")
+@click.option("--channel-max", type=click.IntRange(min=1), default=None,
+              help="The most channels of any layer [default: 64, the shipped models'].")
 def train(variant: str, steps: int, batch: int, workdir: Path, out: Path | None, resume: bool,
           init_from: Path | None, seed: int, threads: int | None, checkpoint_minutes: float,
-          device: str | None, lr: float | None, mapping_lr_scale: float, part_weight: float) -> None:
+          device: str | None, lr: float | None, mapping_lr_scale: float, part_weight: float,
+          channel_base: int | None, channel_max: int | None) -> None:
     """Train a toy StyleGAN3-T generator to map latents to renders of their faces (supervised)."""
     import signal
 
@@ -200,8 +206,9 @@ def train(variant: str, steps: int, batch: int, workdir: Path, out: Path | None,
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        width = {k: v for k, v in (("channel_base", channel_base), ("channel_max", channel_max)) if v is not None}
         config = TrainingConfig(variant=variant, seed=seed, batch=batch, mapping_lr_scale=mapping_lr_scale,
-                                part_weight=part_weight)
+                                part_weight=part_weight, **width)
         result = run_training(config, workdir, steps,
                               out=out, resume=resume, init_from=init_from, device=device,
                               checkpoint_seconds=checkpoint_minutes * 60, should_stop=lambda: bool(stop_requested),

@@ -199,6 +199,22 @@ def test_train_command_writes_weights_and_resumes(tmp_path, monkeypatch):
     assert refused.exit_code != 0 and "--resume" in refused.output
 
 
+def test_train_command_sets_the_generator_width(tmp_path, monkeypatch):
+    from sg3probe.checkpoints.native import load_native
+    from sg3probe.cli import toy as toy_cli
+    from sg3probe.toyworld import training
+
+    monkeypatch.setattr(training.TrainingConfig, "__init__", _tiny_init(training.TrainingConfig.__init__))
+    args = ["train", "--variant", "aligned", "--steps", "1", "--batch", "2", "--workdir", str(tmp_path / "w"),
+            "--out", str(tmp_path / "g.pt"), "--threads", "1", "--channel-base", "128", "--channel-max", "12"]
+    result = CliRunner().invoke(toy_cli.toy, args)
+    assert result.exit_code == 0, result.output
+    generator, metadata = load_native(tmp_path / "g.pt")
+    assert (generator.config.channel_base, generator.config.channel_max) == (128, 12)
+    saved = metadata["toyworld"]["training_config"]
+    assert (saved["channel_base"], saved["channel_max"]) == (128, 12)
+
+
 def _tiny_init(original):
     def init(self, **kwargs):
         original(self, **{**TINY, **kwargs})
