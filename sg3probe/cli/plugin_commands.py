@@ -64,8 +64,8 @@ def analyzers(name: str | None, plugins_dir: Path | None) -> None:
     if name is not None:
         _describe_analyzer(manager.get_analyzer(name))
         return
-    for name, analyzer in sorted(found.items()):
-        click.echo(f"{name}  {_first_line(_description(analyzer))}")
+    for listed, analyzer in sorted(found.items()):
+        click.echo(f"{listed}  {_first_line(_description(analyzer))}")
         click.echo(f"    {_needs(analyzer)}")
     if not found:
         click.echo("No analyzers installed.")
