@@ -352,23 +352,23 @@ def _write_defaults(lines: list[str], path: tuple[str, ...], schema: type) -> No
     comments: dict[str, FieldComments] = {}
     for cls in reversed(schema.__mro__):  # a field's comments are in the class that declares it
         comments.update(field_comments(cls) if dataclasses.is_dataclass(cls) else {})
-    fields = dataclasses.fields(schema)
-    nested = [f for f in fields if dataclasses.is_dataclass(_default(f))]
+    defaults = {f.name: _default(f) for f in dataclasses.fields(schema)}
+    nested = [name for name, value in defaults.items() if dataclasses.is_dataclass(value)]
     if path:
         lines.append("")
         lines.append("[" + ".".join(_key(p) for p in path) + "]")
-    for f in fields:
-        if f in nested:
+    for name, value in defaults.items():
+        if name in nested:
             continue
-        value, comment = _default(f), comments.get(f.name, FieldComments())
+        comment = comments.get(name, FieldComments())
         if value is None:
-            line = f"# {_key(f.name)} = (none)"
+            line = f"# {_key(name)} = (none)"
         else:  # a dict default is an inline table: a [table] here would end this one's settings
-            line = f"{_key(f.name)} = {_value(to_dict(value), '.'.join(path + (f.name,)))}"
+            line = f"{_key(name)} = {_value(to_dict(value), '.'.join(path + (name,)))}"
         lines.extend(comment.above)
         lines.append(f"{line}  {comment.trailing}" if comment.trailing else line)
-    for f in nested:
-        _write_defaults(lines, path + (f.name,), type(_default(f)))
+    for name in nested:
+        _write_defaults(lines, path + (name,), type(defaults[name]))
 
 
 def _default(f: dataclasses.Field) -> Any:

@@ -62,6 +62,13 @@ _SCORERS = _Kind("register_scorers", "scorer", check_scorer_class)
 _MODELS = _Kind("register_models", "model", _check_model)
 
 
+def scorer_options(scorer_class: type) -> dict[str, inspect.Parameter]:
+    """The options a scorer takes: its constructor's named keyword arguments besides `device`."""
+    parameters = inspect.signature(scorer_class.__init__).parameters
+    return {name: p for name, p in parameters.items() if name not in ("self", "device")
+            and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+
+
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
@@ -184,8 +191,7 @@ class PluginManager(pluggy.PluginManager):
         options = dict(options or {})
         parameters = inspect.signature(scorer_class.__init__).parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-            accepted = sorted(n for n, p in parameters.items() if n not in ("self", "device")
-                              and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+            accepted = sorted(scorer_options(scorer_class))
             unknown = sorted(set(options) - set(accepted))
             if unknown:
                 raise ConfigError(f"scorer {name!r} takes no option {', '.join(map(repr, unknown))}; "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sg3probe.plugin_manager import PluginManager, build_plugin_manager
+from sg3probe.plugin_manager import PluginManager, build_plugin_manager, scorer_options
 from sg3probe.scorer import CAPABILITIES
 
 plugins_dir_option = click.option(
@@ -119,15 +119,12 @@ def scorers(plugins_dir: Path | None) -> None:
 
 
 def _scorer_options(scorer) -> str:
-    """The keyword arguments of a scorer's constructor besides `device`, with their defaults."""
-    import inspect
-
+    """What `[scorer_options]` takes (`plugin_manager.scorer_options`), with the defaults."""
     try:
-        parameters = inspect.signature(scorer).parameters.values()
-    except (TypeError, ValueError):  # a constructor inspect cannot read
+        parameters = scorer_options(scorer).values()
+    except (TypeError, ValueError):  # a constructor inspect cannot read: list the scorer without them
         return ""
-    return ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in parameters
-                     if p.name != "device" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in parameters)
 
 
 @click.command("report")
