@@ -6,9 +6,10 @@ the thread count; a mapper trained with 1 and 2 threads differs by 6e-8 after on
 depend on what else the machine is doing, so `choose_threads` uses every core this process may
 run on unless told otherwise (--set threads=N, OMP_NUM_THREADS, or SG3PROBE_THREADS); run.json
 records the count. (The load average cannot choose instead: it counts the previous command's
-work for a minute after it ends.) On a CPU whose cores are already busy (other jobs, a training in the background), torch's threads wait for each other at
-every operation: two threads on a loaded 2-core machine ran the toy model 4-6x slower than one,
-so beside other work choose fewer threads yourself.
+work for a minute after it ends.) On a CPU whose cores are already busy (other jobs, a training
+in the background), torch's threads wait for each other at every operation: two threads on a
+loaded 2-core machine ran the toy model 4-6x slower than one, so beside other work choose fewer
+threads yourself.
 
 Why malloc: the generator allocates large temporaries on every layer. With glibc's defaults
 each one above 128 kB is mmap'ed and munmap'ed again, and the page faults cost more CPU than

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sg3probe.config import (FieldComments, defaults_toml, dumps_toml, field_comments, from_dict, load_toml, merge, parse_set, resolve_config,
-                             tomllib, with_sections, write_config)
+from sg3probe.config import (FieldComments, defaults_toml, dumps_toml, field_comments, from_dict, load_toml,
+                             merge, parse_set, resolve_config, tomllib, with_sections, write_config)
 from sg3probe.errors import ConfigError
 
 
