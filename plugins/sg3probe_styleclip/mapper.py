@@ -164,6 +164,14 @@ def mapper_loss(G, model, mapper: LevelsMapper, ws: torch.Tensor, target: torch.
     return total, torch.stack([clip, l2, id_term]).detach()
 
 
+def _without_steps(meta: dict | None) -> dict | None:
+    """A checkpoint's meta without the step count: a finished mapper trains on when asked for more steps."""
+    if not isinstance(meta, dict):
+        return meta
+    settings = {k: v for k, v in meta.get("settings", {}).items() if k != "steps"}
+    return {**meta, "settings": settings}
+
+
 def _checkpoint_path(folder: Path) -> Path:
     return folder / "mapper.pt"
 
@@ -212,6 +220,7 @@ def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Ten
 
     Batches are drawn from `latents` with a seeded generator; a checkpoint in `folder` is resumed
     (with its optimiser and random state) and rewritten every `checkpoint_every` steps and at the end.
+    A finished checkpoint of fewer steps than `settings.steps` trains on, as if never stopped.
     `references` [N, F]: identity features of the unedited latents (`identity_features`), computed
     here when not given. `stop_after` ends the call after that many steps (for tests of resumption).
     """
@@ -231,9 +240,13 @@ def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Ten
     step = 0
     if path.exists():
         previous, payload = load_mapper(path, device)
-        if payload.get("meta") != meta:
+        if _without_steps(payload.get("meta")) != _without_steps(meta):
             raise CheckpointError(f"the mapper checkpoint {path} was trained with other settings or for another "
                                   "prompt or model; delete it to start again")
+        if int(payload["step"]) > settings.steps:
+            raise CheckpointError(f"the mapper checkpoint {path} has {int(payload['step'])} steps, more than the "
+                                  f"{settings.steps} asked; ask for {int(payload['step'])} or more, or delete it "
+                                  "to start again")
         mapper.load_state_dict(previous.state_dict())
         optimiser.load_state_dict(payload["optimiser"])
         step, losses = int(payload["step"]), payload["losses"].tolist()

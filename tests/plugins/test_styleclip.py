@@ -4,6 +4,7 @@ batched probes against a plain loop, channel restoration, the resumable cache, t
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -320,6 +321,14 @@ def test_mapper_training_lowers_the_loss_and_resumes_exactly(tmp_path):
     torch.testing.assert_close(loaded.edit(ws), whole.mapper.edit(ws))
     with pytest.raises(CheckpointError, match="other settings"):
         train_mapper(G, clip, target, latents, MapperSettings(steps=50), tmp_path / "part")
+    # Asking a finished mapper for more steps trains on, as one longer training would have.
+    longer = replace(settings, steps=55)
+    extended = train_mapper(G, clip, target, latents, longer, tmp_path / "part")
+    assert extended.resumed_from == 40 and len(extended.losses) == 55
+    np.testing.assert_allclose(extended.losses, train_mapper(G, clip, target, latents, longer,
+                                                             tmp_path / "longer").losses, rtol=1e-5, atol=1e-7)
+    with pytest.raises(CheckpointError, match="55 steps, more than the 40 asked"):
+        train_mapper(G, clip, target, latents, settings, tmp_path / "part")
 
 
 # ----- measurements -------------------------------------------------------------------------------
