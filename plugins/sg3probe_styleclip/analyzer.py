@@ -83,12 +83,14 @@ class StyleCLIP(Analyzer):
         # latent mapper
         mapper_roles: list[str] = field(default_factory=lambda: ["aligned"])
         mapper_prompts: list[str] = field(default_factory=list)  # [] = every prompt
-        mapper_steps: int = 300
-        mapper_batch: int = 4
-        mapper_learning_rate: float = 0.5
-        lambda_clip: float = 1.0
-        lambda_l2: float = 0.3
-        lambda_id: float = 0.06
+        # the defaults of MapperSettings: 2400 steps take about 5 min a mapper on 2 CPU cores, and
+        # 300 (40 s) is a quick look (docs/styleclip.md)
+        mapper_steps: int = MapperSettings.steps
+        mapper_batch: int = MapperSettings.batch_size
+        mapper_learning_rate: float = MapperSettings.learning_rate
+        lambda_clip: float = MapperSettings.lambda_clip
+        lambda_l2: float = MapperSettings.lambda_l2
+        lambda_id: float = MapperSettings.lambda_id
         mapper_groups: list[str] = field(default_factory=lambda: list(GROUPS))
         mapper_latents: int = 256  # training latents (run samples outside the held-out ones)
         identity: str = "toyfaces"  # identity features: toyfaces, pixels or none

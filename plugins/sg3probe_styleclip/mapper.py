@@ -118,7 +118,7 @@ class LevelsMapper(nn.Module):
 class MapperSettings:
     """The mapper's training recipe (SG3-ed's loss weights by default)."""
 
-    steps: int = 300
+    steps: int = 2400  # about 5 min on 2 CPU cores for a toy generator
     batch_size: int = 4
     learning_rate: float = 0.5  # Adam, on the equalised-lr parameters (StyleCLIP's value)
     lambda_clip: float = 1.0
