@@ -107,9 +107,9 @@ class LevelsMapper(nn.Module):
             parts.append(self.mappers[name](rows) if name in self.mappers else torch.zeros_like(rows))
         return torch.cat(parts, dim=1)
 
-    def edit(self, ws: torch.Tensor) -> torch.Tensor:
-        """w_hat = w + 0.1 * M(w)."""
-        return ws + EDIT_SCALE * self(ws)
+    def edit(self, ws: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+        """w_hat = w + strength * 0.1 * M(w); strength 1 is the trained edit, 0 the original."""
+        return ws + strength * EDIT_SCALE * self(ws)
 
 
 # ----- training -----------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ cached, so only the first edit of a model pays for them) and saved as direction.
 the strengths are --alpha values (s' = s + alpha * delta_s), by default 0 and the alpha calibrated on
 --calibration-seeds (sg3probe_styleclip.strength), recorded in direction.json.
 
+With --mapper (a StyleCLIP latent mapper checkpoint, mapper.pt from `sg3probe run styleclip`) the
+edit is the mapper's: w_hat = w + strength * 0.1 * M(w), strength 1 being the trained edit; by
+default the strengths are 0 and 1.
+
 Sources: seeds (through the mapping), latent files from `sg3probe generate --save-latents` (or an
 earlier `edit`), or rows of a sample store. Outputs in --outdir:
 
@@ -174,6 +178,29 @@ def _calibrated_alpha(G, clip, loaded, text, seeds_text, psi, cutoff, sigmas, ba
     return found.alpha
 
 
+def _load_mapper(path: Path, G, model):
+    """The mapper of a checkpoint, checked against G; a warning when it was trained on another model."""
+    try:
+        from sg3probe_styleclip.global_directions import generator_identity
+        from sg3probe_styleclip.mapper import load_mapper
+    except ImportError as error:
+        raise ConfigError(f"--mapper needs the styleclip plugin (sg3probe_styleclip), which did not import: "
+                          f"{error}") from None
+    mapper, payload = load_mapper(path, G.device)
+    if (mapper.num_ws, mapper.w_dim) != (G.num_ws, G.w_dim):
+        raise ConfigError(f"the mapper {path} edits ws of shape [{mapper.num_ws}, {mapper.w_dim}], but this model's "
+                          f"are [{G.num_ws}, {G.w_dim}]; give the model it was trained on (--model)")
+    meta = payload.get("meta", {})
+    trained_on = str(meta.get("model", ""))
+    here = generator_identity(G) if trained_on.startswith("state-") else model.sha256
+    if trained_on and trained_on != here:
+        click.echo(f"warning: the mapper was trained on model {trained_on[:12]}, not on {model.source} "
+                   f"({here[:12]})", err=True)
+    click.echo(f"mapper for {meta.get('prompt', '?')!r}, {int(payload['step'])} steps, groups "
+               f"{', '.join(mapper.config()['groups'])}", err=True)
+    return mapper
+
+
 def _strength_label(value: float) -> str:
     return f"{value:+.2f}".replace(".", "p")
 
@@ -187,8 +214,9 @@ def _strength_label(value: float) -> str:
               help="Latent .npz files or folders (from `generate --save-latents` or `edit`); repeatable.")
 @click.option("--store", "store_path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A sample store (from `sg3probe sample` or a run's samples/<role>).")
-@click.option("--strength", "strength_text", default="-3:3:7", show_default=True,
-              help="start:stop:count (both ends included) or a comma list; sigmas unless --raw.")
+@click.option("--strength", "strength_text", default=None,
+              help="start:stop:count (both ends included) or a comma list; sigmas unless --raw "
+                   "[default: -3:3:7; with --mapper 0,1, in multiples of the trained edit].")
 @click.option("--raw", is_flag=True, help="Strengths in raw latent units instead of sigmas of the projection.")
 @click.option("--layers", default=None, help="ws rows to edit, e.g. 0-7 or 0,3,8-15 (W directions; default all).")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi (seeds).")
@@ -224,25 +252,37 @@ def _strength_label(value: float) -> str:
               help="With --text: where channel directions are cached (default ~/.cache/sg3probe).")
 @click.option("--plugins-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Also load the plugin files in this folder (e.g. a text-image model).")
+@click.option("--mapper", "mapper_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Edit with this StyleCLIP latent mapper (mapper.pt from `sg3probe run styleclip`) instead of "
+                   "DIRECTION.")
 def edit(direction, model_source, seeds, latent_paths, store_path, strength_text, raw, layers, truncation_psi,
          truncation_cutoff, rotate, translate, outdir, gif, mp4, device, batch_size, text, neutral, beta, alpha_text,
-         alpha_sigmas, calibration_seeds, text_model, text_model_options, probe_seeds, cache_dir, plugins_dir):
-    """Edit latents along DIRECTION (.npy, with its .json sidecar if any), or towards --text, at several strengths."""
+         alpha_sigmas, calibration_seeds, text_model, text_model_options, probe_seeds, cache_dir, plugins_dir,
+         mapper_path):
+    """Edit latents along DIRECTION (.npy, with its .json sidecar if any), towards --text, or with --mapper, at
+    several strengths."""
     from sg3probe.checkpoints import load_model
-    from sg3probe.editing import apply_direction, check_direction, load_direction, parse_layers, parse_strengths
+    from sg3probe.editing import (EditedLatents, apply_direction, check_direction, load_direction, parse_layers,
+                                  parse_strengths)
     from sg3probe.imaging import require_video, tile, to_pil, to_uint8, write_gif, write_mp4
     from sg3probe.models.transforms import inverse_transform
 
     given = [bool(latent_paths), store_path is not None, seeds is not None and store_path is None]
     if sum(given) != 1 or (latent_paths and seeds is not None):
         raise ConfigError("give exactly one source: --seeds, --latents or --store (a store takes --seeds too)")
-    if (direction is None) == (text is None):
-        raise ConfigError("give a DIRECTION file or --text \"...\" (exactly one of them)")
+    if (direction is not None) + (text is not None) + (mapper_path is not None) != 1:
+        raise ConfigError("give a DIRECTION file, --text \"...\" or --mapper mapper.pt (exactly one of them)")
+    if mapper_path is not None and (raw or layers):
+        raise ConfigError("--raw and --layers do not apply to --mapper: its strengths are multiples of the trained "
+                          "edit, on the rows of the mapper's groups")
     if mp4:
         require_video()  # before any work, so that a missing PyAV costs nothing
-    if text is None:
+    loaded = mapper = None
+    if mapper_path is not None:
+        strengths = raw_strengths = parse_strengths(strength_text or "0,1")
+    elif text is None:
         loaded = load_direction(direction)
-        strengths = parse_strengths(strength_text)
+        strengths = parse_strengths(strength_text or "-3:3:7")
         raw_strengths = loaded.raw_strengths(strengths, raw)
     else:
         if alpha_text is not None:
@@ -262,14 +302,24 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
         else:
             strengths = raw_strengths = parse_strengths(alpha_text)
         direction = save_direction(loaded, outdir / "direction.npy")
-    check_direction(loaded, G)
-    boundary_sha = loaded.metadata.get("model_sha256", "")
-    if boundary_sha and boundary_sha != model.sha256:
-        click.echo(f"warning: {direction.name} was found on model sha256 {boundary_sha[:12]}, not on "
-                   f"{model.source} ({model.sha256[:12]})", err=True)
-    rows = parse_layers(layers, G.num_ws) if layers else None
-    if rows and loaded.space != "w":
-        raise ConfigError(f"--layers applies to W directions; this one is in {loaded.space!r} and has its own rows")
+    if mapper_path is not None:
+        mapper = _load_mapper(mapper_path, G, model)
+
+        def edit_batch(ws, value):
+            return EditedLatents(mapper.edit(ws, value))
+    else:
+        check_direction(loaded, G)
+        boundary_sha = loaded.metadata.get("model_sha256", "")
+        if boundary_sha and boundary_sha != model.sha256:
+            click.echo(f"warning: {direction.name} was found on model sha256 {boundary_sha[:12]}, not on "
+                       f"{model.source} ({model.sha256[:12]})", err=True)
+        rows = parse_layers(layers, G.num_ws) if layers else None
+        if rows and loaded.space != "w":
+            raise ConfigError(f"--layers applies to W directions; this one is in {loaded.space!r} and has its own "
+                              "rows")
+
+        def edit_batch(ws, value):
+            return apply_direction(G, ws, loaded, value, rows)
     if store_path:
         sources = _from_store(G, store_path, seeds, model.sha256)
     elif latent_paths:
@@ -288,7 +338,7 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
         for s, value in enumerate(raw_strengths):
             for start in range(0, count, batch_size):
                 ws = sources.ws[start:start + batch_size]
-                latents = apply_direction(G, ws, loaded, float(value), rows)
+                latents = edit_batch(ws, float(value))
                 transform = sources.transforms[start:start + batch_size].to(G.device)
                 images = to_uint8(latents.render(G, transform))
                 if pixels is None:
@@ -304,7 +354,7 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
     arrays = {key: np.concatenate(parts)[order] for key, parts in saved.items()}
     arrays.update(strength=np.tile(strengths, count), raw_strength=np.tile(raw_strengths, count),
                   source=np.repeat(np.asarray(sources.names), steps), seed=np.repeat(sources.seeds, steps),
-                  render_from=np.asarray("styles" if loaded.space == "s" else "ws"))
+                  render_from=np.asarray("styles" if loaded is not None and loaded.space == "s" else "ws"))
     np.savez(outdir / "latents.npz", **arrays)
     for i, name in enumerate(sources.names):
         for s, value in enumerate(strengths):
@@ -317,7 +367,8 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
             write_gif(frames, outdir / "edit.gif")
         if mp4:
             write_mp4(frames, outdir / "edit.mp4")
-    unit = "alpha" if text is not None else "raw units" if raw else "sigmas"
+    unit = "alpha" if text is not None else "x the mapper's edit" if mapper is not None else \
+        "raw units" if raw else "sigmas"
     click.echo(f"wrote {count} x {steps} edits ({strengths[0]:g} to {strengths[-1]:g} {unit}) to {outdir}")
 
 

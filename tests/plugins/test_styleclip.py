@@ -516,3 +516,41 @@ def test_edit_text_computes_then_reuses_the_cached_global_direction(tiny, tmp_pa
     assert both.exit_code != 0 and "exactly one" in both.output
     missing = CliRunner().invoke(cli, common[:11] + ["--text-model", "nosuchclip", "--outdir", str(tmp_path / "z")])
     assert missing.exit_code != 0 and "nosuchclip" in missing.output and len(missing.output.strip().splitlines()) == 1
+
+
+def test_edit_with_a_mapper_writes_its_edits_and_latents_that_re_render_to_the_images(tiny, tmp_path):
+    from PIL import Image
+
+    from sg3probe.checkpoints.native import save_generator
+    from sg3probe.cli.edit_commands import render_latents
+    from sg3probe.cli.main import cli
+    from sg3probe.imaging import to_uint8
+    from sg3probe.sampling.latents import z_from_seeds
+
+    clip = ColourClip()
+    target = clip.encode_text(["a red face"])[0].numpy()
+    latents = seed_ws(tiny, list(range(16)), 1.0, None)
+    settings = MapperSettings(steps=3, batch_size=2, lambda_id=0.0)
+    train_mapper(tiny, clip, target, latents, settings, tmp_path / "m", meta={"prompt": "a red face"})
+    model = save_generator(tiny, tmp_path / "tiny.pt")
+    common = ["edit", "--model", str(model), "--mapper", str(tmp_path / "m" / "mapper.pt"), "--seeds", "5,6"]
+    result = CliRunner().invoke(cli, common + ["--strength", "0,0.5,1", "--outdir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "'a red face', 3 steps" in result.output and "x the mapper's edit" in result.output
+    written = np.load(tmp_path / "out" / "latents.npz")
+    assert written["strength"].tolist() == [0.0, 0.5, 1.0] * 2
+    mapper, _ = load_mapper(tmp_path / "m" / "mapper.pt")
+    with torch.no_grad():
+        ws = tiny.mapping(z_from_seeds([5, 6], tiny.z_dim), None)
+        expected = torch.stack([ws, mapper.edit(ws, 0.5), mapper.edit(ws)], dim=1).reshape(-1, *ws.shape[1:])
+    np.testing.assert_allclose(written["ws"], expected.numpy(), atol=1e-6)
+    assert not np.allclose(written["ws"][0], written["ws"][2])  # the trained edit moves the latents
+    images = to_uint8(render_latents(tiny, tmp_path / "out" / "latents.npz"))
+    png = np.asarray(Image.open(tmp_path / "out" / "images" / "seed0006_+1p00.png"))
+    np.testing.assert_array_equal(png.reshape(images[5].shape), images[5])
+    default = CliRunner().invoke(cli, common + ["--outdir", str(tmp_path / "default")])
+    assert default.exit_code == 0 and np.load(tmp_path / "default" / "latents.npz")["strength"].tolist() == [0, 1, 0, 1]
+    rows = CliRunner().invoke(cli, common + ["--layers", "0-2", "--outdir", str(tmp_path / "rows")])
+    assert rows.exit_code != 0 and "do not apply to --mapper" in rows.output
+    both = CliRunner().invoke(cli, common + ["--text", "a red face", "--outdir", str(tmp_path / "both")])
+    assert both.exit_code != 0 and "exactly one" in both.output
