@@ -404,7 +404,9 @@ class _Study:
                     tables=["sweep"] if "sweep" in tables else [],
                     figures=["beta x alpha"] if "sweep" in tables else []),
             Section("Channels and mappers", "The most relevant S channels per prompt (relevance R_c = delta_i_c . "
-                    "delta_t) and the mapper training.",
+                    "delta_t) and the mapper training. Each mapper is kept in the run folder, "
+                    "work/styleclip/<model>/mappers/<prompt>/mapper.pt: `sg3probe edit --mapper PATH --seeds ...` "
+                    "applies it to other latents.",
                     tables=[t for t in ("channels", "mapper") if t in tables],
                     figures=["mapper losses"] if self.losses else []),
             Section("Timings", tables=["timings"]),
