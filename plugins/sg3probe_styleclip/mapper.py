@@ -193,9 +193,14 @@ def load_mapper(path: str | Path, device="cpu") -> tuple[LevelsMapper, dict]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"mapper checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a file that is not its own
+        raise CheckpointError(f"{path} is not a StyleCLIP mapper checkpoint: torch cannot read it "
+                              f"({type(error).__name__}); give a mapper.pt from `sg3probe run styleclip`") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a StyleCLIP mapper checkpoint")
+        raise CheckpointError(f"{path} is not a StyleCLIP mapper checkpoint (it has no {CHECKPOINT_FORMAT!r} "
+                              "format tag); give a mapper.pt from `sg3probe run styleclip`")
     config = payload["config"]
     mapper = LevelsMapper(config["w_dim"], config["num_ws"], tuple(config["groups"]), config["layers"],
                           config["lr_mul"])

@@ -554,3 +554,10 @@ def test_edit_with_a_mapper_writes_its_edits_and_latents_that_re_render_to_the_i
     assert rows.exit_code != 0 and "do not apply to --mapper" in rows.output
     both = CliRunner().invoke(cli, common + ["--text", "a red face", "--outdir", str(tmp_path / "both")])
     assert both.exit_code != 0 and "exactly one" in both.output
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    for name in ("text.pt", "other.pt"):
+        wrong = CliRunner().invoke(cli, common[:3] + ["--mapper", str(tmp_path / name), "--seeds", "5",
+                                                      "--outdir", str(tmp_path / "wrong")])
+        assert wrong.exit_code == 2 and "is not a StyleCLIP mapper checkpoint" in wrong.output, wrong.output
+        assert len(wrong.output.strip().splitlines()) == 1
