@@ -88,6 +88,7 @@ class StyleCLIP(Analyzer):
         mapper_steps: int = MapperSettings.steps
         mapper_batch: int = MapperSettings.batch_size
         mapper_learning_rate: float = MapperSettings.learning_rate
+        mapper_ema_decay: float = MapperSettings.ema_decay  # > 0: edits use the weights' moving average
         lambda_clip: float = MapperSettings.lambda_clip
         lambda_l2: float = MapperSettings.lambda_l2
         lambda_id: float = MapperSettings.lambda_id
@@ -135,7 +136,8 @@ class StyleCLIP(Analyzer):
 
         def mapper_settings(self) -> MapperSettings:
             return MapperSettings(steps=self.mapper_steps, batch_size=self.mapper_batch,
-                                  learning_rate=self.mapper_learning_rate, lambda_clip=self.lambda_clip,
+                                  learning_rate=self.mapper_learning_rate, ema_decay=self.mapper_ema_decay,
+                                  lambda_clip=self.lambda_clip,
                                   lambda_l2=self.lambda_l2, lambda_id=self.lambda_id,
                                   groups=tuple(self.mapper_groups))
 

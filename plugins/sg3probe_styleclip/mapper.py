@@ -8,11 +8,14 @@ then its rows are not edited. The edit is w_hat = w + 0.1 * M(w), and training m
         + lambda_id * (1 - cos(ID(G(w_hat)), ID(G(w))))
 
 over latents of the model, with t the unit text embedding of the target and ID a pluggable
-identity feature extractor (`identity.py`). `train_mapper` saves checkpoints (mapper, optimiser,
-step, random state, loss history) and resumes from the last one.
+identity feature extractor (`identity.py`). With `MapperSettings.ema_decay` > 0 the edits use an
+exponential moving average of the weights over the training steps, which evens out the last
+steps' noise. `train_mapper` saves checkpoints (the mapper that edits, the training weights,
+optimiser, step, random state, loss history) and resumes from the last one.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -125,19 +128,24 @@ class MapperSettings:
     lambda_l2: float = 0.3
     lambda_id: float = 0.06
     groups: tuple[str, ...] = GROUPS
+    # > 0: the edits use the weights' exponential moving average, decay min(ema_decay, (1 + t) / (10 + t))
+    # after step t (0.995 averages about the last 200 steps); 0: the last step's weights.
+    ema_decay: float = 0.0
     checkpoint_every: int = 50  # steps
     seed: int = 0
 
     def check(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ConfigError("mapper steps, batch_size and checkpoint_every must be >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"mapper ema_decay {self.ema_decay}: give a number in [0, 1) (0: no averaging)")
 
 
 @dataclass
 class TrainedMapper:
     """A trained mapper and its loss history (one row per step: total, clip, l2, id)."""
 
-    mapper: LevelsMapper
+    mapper: LevelsMapper  # the averaged weights when settings.ema_decay > 0
     losses: np.ndarray  # [steps, 4]
     seconds: float  # training time of this call (not of resumed earlier calls)
     resumed_from: int = 0  # the step the last checkpoint held
@@ -176,11 +184,22 @@ def _checkpoint_path(folder: Path) -> Path:
     return folder / "mapper.pt"
 
 
-def save_checkpoint(path: Path, mapper: LevelsMapper, optimiser, step: int, losses: list, generator,
-                    meta: dict) -> None:
-    """Write the training state atomically."""
-    payload = {"format": CHECKPOINT_FORMAT, "config": mapper.config(), "state_dict": mapper.state_dict(),
-               "optimiser": optimiser.state_dict(), "step": step,
+def _average_into(average: LevelsMapper, mapper: LevelsMapper, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * mapper, parameter by parameter."""
+    with torch.no_grad():
+        for kept, current in zip(average.parameters(), mapper.parameters()):
+            if decay:
+                kept.lerp_(current, 1.0 - decay)
+            else:
+                kept.copy_(current)
+
+
+def save_checkpoint(path: Path, mapper: LevelsMapper, average: LevelsMapper, optimiser, step: int, losses: list,
+                    generator, meta: dict) -> None:
+    """Write the training state atomically: `state_dict` is the mapper that edits (the averaged one),
+    `training_state_dict` the weights the optimiser updates."""
+    payload = {"format": CHECKPOINT_FORMAT, "config": mapper.config(), "state_dict": average.state_dict(),
+               "training_state_dict": mapper.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
                "losses": torch.tensor(np.asarray(losses, np.float32).reshape(-1, 4)),
                "rng": generator.get_state(), "meta": meta}
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -223,7 +242,8 @@ def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Ten
                  stop_after: int | None = None) -> TrainedMapper:
     """Train a LevelsMapper towards the unit text embedding `target` [D] on latents [N, num_ws, w_dim].
 
-    Batches are drawn from `latents` with a seeded generator; a checkpoint in `folder` is resumed
+    The returned mapper is the moving average of the weights when `settings.ema_decay` > 0, else the
+    last weights. Batches are drawn from `latents` with a seeded generator; a checkpoint in `folder` is resumed
     (with its optimiser and random state) and rewritten every `checkpoint_every` steps and at the end.
     A finished checkpoint of fewer steps than `settings.steps` trains on, as if never stopped.
     `references` [N, F]: identity features of the unedited latents (`identity_features`), computed
@@ -241,6 +261,7 @@ def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Ten
     torch.manual_seed(settings.seed)
     mapper = LevelsMapper(G.w_dim, G.num_ws, tuple(settings.groups)).to(device)
     optimiser = torch.optim.Adam(mapper.parameters(), lr=settings.learning_rate)
+    average = copy.deepcopy(mapper).requires_grad_(False)  # the last weights when ema_decay is 0
     losses: list = []
     step = 0
     if path.exists():
@@ -252,7 +273,8 @@ def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Ten
             raise CheckpointError(f"the mapper checkpoint {path} has {int(payload['step'])} steps, more than the "
                                   f"{settings.steps} asked; ask for {int(payload['step'])} or more, or delete it "
                                   "to start again")
-        mapper.load_state_dict(previous.state_dict())
+        mapper.load_state_dict(payload["training_state_dict"])
+        average.load_state_dict(previous.state_dict())
         optimiser.load_state_dict(payload["optimiser"])
         step, losses = int(payload["step"]), payload["losses"].tolist()
         generator.set_state(payload["rng"])
@@ -271,15 +293,15 @@ def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Ten
         total.backward()
         optimiser.step()
         step += 1
+        _average_into(average, mapper, min(settings.ema_decay, (1 + step) / (10 + step)))
         losses.append([float(total.detach())] + [float(p) for p in parts])
         if bar is not None:
             bar.update(1)
         if step % settings.checkpoint_every == 0 or step == settings.steps:
-            save_checkpoint(path, mapper, optimiser, step, losses, generator, meta)
+            save_checkpoint(path, mapper, average, optimiser, step, losses, generator, meta)
     if bar is not None:
         bar.close()
     if step - resumed and step % settings.checkpoint_every and step != settings.steps:
-        save_checkpoint(path, mapper, optimiser, step, losses, generator, meta)
-    mapper.eval()
-    return TrainedMapper(mapper, np.asarray(losses, np.float32).reshape(-1, 4), time.perf_counter() - started,
+        save_checkpoint(path, mapper, average, optimiser, step, losses, generator, meta)
+    return TrainedMapper(average.eval(), np.asarray(losses, np.float32).reshape(-1, 4), time.perf_counter() - started,
                          resumed)

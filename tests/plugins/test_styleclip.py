@@ -296,6 +296,30 @@ def test_level_slices_and_switched_off_groups():
         LevelsMapper(8, 16, groups=("middle",))
 
 
+def test_the_trained_mapper_is_the_moving_average_of_the_training_weights(tmp_path):
+    G, clip = ColourGenerator(), ColourClip()
+    latents = seed_ws(G, list(range(32)), 1.0, None)
+    target = clip.encode_text(["a red face"])[0].numpy()
+    settings = MapperSettings(steps=12, batch_size=4, learning_rate=5.0, lambda_l2=0.0, lambda_id=0.0, ema_decay=0.6)
+    torch.manual_seed(settings.seed)
+    expected = {k: v.clone() for k, v in LevelsMapper(G.w_dim, G.num_ws).state_dict().items()}  # the initial weights
+    for step in range(1, settings.steps + 1):  # one step a call: read the weights the optimiser left
+        train_mapper(G, clip, target, latents, settings, tmp_path / "steps", stop_after=1)
+        weights = torch.load(tmp_path / "steps" / "mapper.pt", weights_only=True)["training_state_dict"]
+        decay = min(0.6, (1 + step) / (10 + step))
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
+    averaged, _ = load_mapper(tmp_path / "steps" / "mapper.pt")
+    for name, value in averaged.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(averaged.state_dict()["mappers.fine.layers.0.weight"],
+                              weights["mappers.fine.layers.0.weight"])  # the average is not the last weights
+    last = train_mapper(G, clip, target, latents, replace(settings, ema_decay=0.0), tmp_path / "last").mapper
+    for name, value in last.state_dict().items():  # ema_decay 0: the last weights, as trained
+        torch.testing.assert_close(value, weights[name])
+    with pytest.raises(ConfigError, match="ema_decay"):
+        replace(settings, ema_decay=1.0).check()
+
+
 def test_mapper_training_lowers_the_loss_and_resumes_exactly(tmp_path):
     G, clip = ColourGenerator(), ColourClip()
     latents = seed_ws(G, list(range(64)), 1.0, None)
