@@ -172,11 +172,19 @@ def mapper_loss(G, model, mapper: LevelsMapper, ws: torch.Tensor, target: torch.
     return total, torch.stack([clip, l2, id_term]).detach()
 
 
+def _settings_record(settings: MapperSettings) -> dict:
+    """The settings as a checkpoint's meta records them."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+
+
 def _without_steps(meta: dict | None) -> dict | None:
-    """A checkpoint's meta without the step count: a finished mapper trains on when asked for more steps."""
+    """A checkpoint's meta without the step count (a finished mapper trains on when asked for more steps),
+    its settings completed with the defaults of settings added since it was written (their default is
+    what it was trained with)."""
     if not isinstance(meta, dict):
         return meta
-    settings = {k: v for k, v in meta.get("settings", {}).items() if k != "steps"}
+    settings = {k: v for k, v in {**_settings_record(MapperSettings()), **meta.get("settings", {})}.items()
+                if k != "steps"}
     return {**meta, "settings": settings}
 
 
@@ -188,10 +196,7 @@ def _average_into(average: LevelsMapper, mapper: LevelsMapper, decay: float) -> 
     """average <- decay * average + (1 - decay) * mapper, parameter by parameter."""
     with torch.no_grad():
         for kept, current in zip(average.parameters(), mapper.parameters()):
-            if decay:
-                kept.lerp_(current, 1.0 - decay)
-            else:
-                kept.copy_(current)
+            kept.lerp_(current, 1.0 - decay)
 
 
 def save_checkpoint(path: Path, mapper: LevelsMapper, average: LevelsMapper, optimiser, step: int, losses: list,
@@ -252,8 +257,7 @@ def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Ten
     settings.check()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
-            **(meta or {})}
+    meta = {"settings": _settings_record(settings), **(meta or {})}
     device = latents.device
     target = torch.as_tensor(np.asarray(target), dtype=torch.float32, device=device)
     path = _checkpoint_path(folder)
@@ -261,7 +265,7 @@ def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Ten
     torch.manual_seed(settings.seed)
     mapper = LevelsMapper(G.w_dim, G.num_ws, tuple(settings.groups)).to(device)
     optimiser = torch.optim.Adam(mapper.parameters(), lr=settings.learning_rate)
-    average = copy.deepcopy(mapper).requires_grad_(False)  # the last weights when ema_decay is 0
+    average = copy.deepcopy(mapper).requires_grad_(False) if settings.ema_decay else mapper
     losses: list = []
     step = 0
     if path.exists():
@@ -273,7 +277,7 @@ def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Ten
             raise CheckpointError(f"the mapper checkpoint {path} has {int(payload['step'])} steps, more than the "
                                   f"{settings.steps} asked; ask for {int(payload['step'])} or more, or delete it "
                                   "to start again")
-        mapper.load_state_dict(payload["training_state_dict"])
+        mapper.load_state_dict(payload.get("training_state_dict", payload["state_dict"]))  # older: one set
         average.load_state_dict(previous.state_dict())
         optimiser.load_state_dict(payload["optimiser"])
         step, losses = int(payload["step"]), payload["losses"].tolist()
@@ -293,7 +297,8 @@ def train_mapper(G, model, target: np.ndarray | torch.Tensor, latents: torch.Ten
         total.backward()
         optimiser.step()
         step += 1
-        _average_into(average, mapper, min(settings.ema_decay, (1 + step) / (10 + step)))
+        if average is not mapper:
+            _average_into(average, mapper, min(settings.ema_decay, (1 + step) / (10 + step)))
         losses.append([float(total.detach())] + [float(p) for p in parts])
         if bar is not None:
             bar.update(1)

@@ -316,6 +316,12 @@ def test_the_trained_mapper_is_the_moving_average_of_the_training_weights(tmp_pa
     last = train_mapper(G, clip, target, latents, replace(settings, ema_decay=0.0), tmp_path / "last").mapper
     for name, value in last.state_dict().items():  # ema_decay 0: the last weights, as trained
         torch.testing.assert_close(value, weights[name])
+    # A checkpoint written before averaging existed (one weight set, no ema_decay setting) trains on.
+    old = torch.load(tmp_path / "last" / "mapper.pt", weights_only=True)
+    del old["training_state_dict"], old["meta"]["settings"]["ema_decay"]
+    torch.save(old, tmp_path / "last" / "mapper.pt")
+    resumed = train_mapper(G, clip, target, latents, replace(settings, ema_decay=0.0, steps=14), tmp_path / "last")
+    assert resumed.resumed_from == 12 and len(resumed.losses) == 14
     with pytest.raises(ConfigError, match="ema_decay"):
         replace(settings, ema_decay=1.0).check()
 
