@@ -71,14 +71,14 @@ class StyleCLIP(Analyzer):
         alpha_max: float = DEFAULT_ALPHA_MAX
         calibration_samples: int = 64
         # global-direction preprocessing (cached; see global_directions.ProbeSettings)
-        probe_seeds: str = "0-15"
-        probe_psi: float = 0.7
-        stats_seeds: str = "0-9999"
-        stats_psi: float = 0.7
-        stats_cutoff: int | None = 8
-        k: float = 5.0
-        include_input: bool = False
-        channels_per_chunk: int = 64
+        probe_seeds: str = ProbeSettings.probe_seeds  # images probed per channel (the paper: 100-300)
+        probe_psi: float = ProbeSettings.probe_psi
+        stats_seeds: str = ProbeSettings.stats_seeds
+        stats_psi: float = ProbeSettings.stats_psi
+        stats_cutoff: int | None = ProbeSettings.stats_cutoff
+        k: float = ProbeSettings.k  # s_c = mu_c +- k sigma_c
+        include_input: bool = ProbeSettings.include_input  # also probe 'input' (rotation and translation)
+        channels_per_chunk: int = ProbeSettings.channels_per_chunk
         cache_dir: str = ""  # "" = the user cache ($SG3PROBE_CACHE_DIR or ~/.cache/sg3probe)
         # latent mapper
         mapper_roles: list[str] = field(default_factory=lambda: ["aligned"])
