@@ -173,6 +173,17 @@ def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, steps: int) -> torc
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def step_logger(steps: int, start: float, log: Callable[[str], None],
+                every: int = 100) -> Callable[[int, dict[str, float]], None]:
+    """A training-progress callback: logs the step, its values and the seconds since `start`
+    every `every` steps and at the last one (the toy networks' trainers share it)."""
+    def progress(step: int, values: dict[str, float]) -> None:
+        if step % every == 0 or step == steps - 1:
+            text = " ".join(f"{k} {v:.4f}" for k, v in values.items())
+            log(f"step {step + 1}/{steps} {text} ({time.monotonic() - start:.0f} s)")
+    return progress
+
+
 def train_scorer_net(config: TrainingConfig = TrainingConfig(),
                      progress: Callable[[int, dict[str, float]], None] | None = None) -> ToyFacesNet:
     """Train a `ToyFacesNet` from scratch on fresh renders; deterministic in `config.seed`."""
@@ -263,13 +274,7 @@ def train_and_save(out_dir: str | Path, config: TrainingConfig, n_held_out: int 
                    log: Callable[[str], None] = print) -> tuple[Path, dict[str, object]]:
     """Train, measure on held-out renders, and write `scorers.pt` to `out_dir`."""
     start = time.monotonic()
-
-    def progress(step: int, losses: dict[str, float]) -> None:
-        if step % 100 == 0 or step == config.steps - 1:
-            text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
-            log(f"step {step + 1}/{config.steps} {text} ({time.monotonic() - start:.0f} s)")
-
-    net = train_scorer_net(config, progress)
+    net = train_scorer_net(config, step_logger(config.steps, start, log))
     figures = measure_held_out(ToyFacesPredictor(net), n_held_out)
     training = {**dataclasses.asdict(config), "channels": list(config.channels),
                 "seconds": round(time.monotonic() - start, 1), "held_out": figures}

@@ -43,7 +43,8 @@ from sg3probe.errors import CheckpointError
 from sg3probe.toyworld import captions
 from sg3probe.toyworld.attributes import FaceParams, sample_params
 from sg3probe.toyworld.render import RESOLUTION, render
-from sg3probe.toyworld.scorer_training import HELD_OUT_SEED, augment, plain_values, warmup_cosine_schedule
+from sg3probe.toyworld.scorer_training import (HELD_OUT_SEED, augment, plain_values, step_logger,
+                                                warmup_cosine_schedule)
 from sg3probe.toyworld.scorers import conv_block
 
 FORMAT = "sg3probe-toyclip"
@@ -402,13 +403,7 @@ def train_and_save(out_dir: str | Path, config: TrainingConfig, n_held_out: int 
                    log: Callable[[str], None] = print) -> tuple[Path, dict[str, object]]:
     """Train, measure on held-out renders (clean and degraded), and write `toyclip.pt` to `out_dir`."""
     start = time.monotonic()
-
-    def progress(step: int, values: dict[str, float]) -> None:
-        if step % 100 == 0 or step == config.steps - 1:
-            text = " ".join(f"{k} {v:.4f}" for k, v in values.items())
-            log(f"step {step + 1}/{config.steps} {text} ({time.monotonic() - start:.0f} s)")
-
-    net = train_toyclip(config, progress)
+    net = train_toyclip(config, step_logger(config.steps, start, log))
     seconds = round(time.monotonic() - start, 1)
     figures = measure_held_out(net, n_held_out)
     figures["degraded"] = {k: v for k, v in measure_held_out(net, n_held_out, HELD_OUT_SEED + 1, degrade=True).items()
