@@ -2,6 +2,7 @@
 measured with the text-image model and the attribute scorer (spec: analyses.md section 4)."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import pandas as pd
 import torch
 
 from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
+from sg3probe.config import from_dict
 from sg3probe.editing import parse_strengths
 from sg3probe.errors import ConfigError
 from sg3probe.results import AnalysisResult, Section
@@ -31,6 +33,9 @@ from sg3probe_styleclip.strength import (DEFAULT_ALPHA_MAX, DEFAULT_ALPHA_STEP, 
                                          check_grid, s_edit)
 
 METHODS = ("global", "mapper")
+# the Config's mapper settings, which mapper_overrides may set per prompt
+MAPPER_KEYS = ("mapper_steps", "mapper_batch", "mapper_learning_rate", "mapper_ema_decay", "lambda_clip", "lambda_l2",
+               "lambda_id", "mapper_groups")
 
 
 def load_text_model(name: str, device: str = "cpu", options: dict | None = None) -> TextImageScorer:
@@ -93,6 +98,9 @@ class StyleCLIP(Analyzer):
         lambda_l2: float = MapperSettings.lambda_l2
         lambda_id: float = MapperSettings.lambda_id
         mapper_groups: list[str] = field(default_factory=lambda: list(GROUPS))
+        # prompt -> {mapper setting above: value}, e.g. {"a face with blond hair": {"mapper_groups": ["fine"]}}:
+        # that prompt's mapper trains with these settings instead (StyleCLIP tunes each edit's recipe)
+        mapper_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
         mapper_latents: int = 256  # training latents (run samples outside the held-out ones)
         identity: str = "toyfaces"  # identity features: toyfaces, pixels or none
         # evaluation
@@ -115,6 +123,15 @@ class StyleCLIP(Analyzer):
             unknown = sorted(set(self.mapper_prompts) - set(self.prompts))
             if unknown:
                 raise ValueError(f"mapper_prompts {unknown} are not among the prompts")
+            for prompt, values in self.mapper_overrides.items():
+                if prompt not in self.prompts:
+                    raise ValueError(f"mapper_overrides names {prompt!r}, which is not among the prompts")
+                unknown = sorted(set(values) - set(MAPPER_KEYS))
+                if unknown:
+                    raise ValueError(f"mapper_overrides[{prompt!r}]: {', '.join(unknown)}: not a mapper setting; "
+                                     f"give any of {', '.join(MAPPER_KEYS)}")
+                # the values' types, checked as the Config's own fields
+                from_dict(type(self), {**values, "mapper_overrides": {}}, where=f"styleclip.mapper_overrides.{prompt}")
             if self.identity not in IDENTITY_NAMES:
                 raise ValueError(f"identity must be one of {', '.join(IDENTITY_NAMES)}, got {self.identity!r}")
             if not self.templates or any("{}" not in t for t in self.templates):
@@ -134,12 +151,13 @@ class StyleCLIP(Analyzer):
                                  stats_psi=self.stats_psi, stats_cutoff=self.stats_cutoff, k=self.k,
                                  include_input=self.include_input, channels_per_chunk=self.channels_per_chunk)
 
-        def mapper_settings(self) -> MapperSettings:
-            return MapperSettings(steps=self.mapper_steps, batch_size=self.mapper_batch,
-                                  learning_rate=self.mapper_learning_rate, ema_decay=self.mapper_ema_decay,
-                                  lambda_clip=self.lambda_clip,
-                                  lambda_l2=self.lambda_l2, lambda_id=self.lambda_id,
-                                  groups=tuple(self.mapper_groups))
+        def mapper_settings(self, prompt: str | None = None) -> MapperSettings:
+            """The recipe of `prompt`'s mapper: the mapper settings, with its mapper_overrides."""
+            cfg = dataclasses.replace(self, **self.mapper_overrides[prompt]) if prompt in self.mapper_overrides else self
+            return MapperSettings(steps=cfg.mapper_steps, batch_size=cfg.mapper_batch,
+                                  learning_rate=cfg.mapper_learning_rate, ema_decay=cfg.mapper_ema_decay,
+                                  lambda_clip=cfg.lambda_clip, lambda_l2=cfg.lambda_l2, lambda_id=cfg.lambda_id,
+                                  groups=tuple(cfg.mapper_groups))
 
     def __init__(self, text_model: TextImageScorer | None = None) -> None:
         self.text_model = text_model  # None: load cfg.text_model by name
@@ -148,7 +166,8 @@ class StyleCLIP(Analyzer):
         """Check the settings and load the text-image model before sampling: a missing open_clip
         checkpoint fails at once, not after the samples are drawn."""
         cfg.probe_settings().check()
-        cfg.mapper_settings().check()
+        for prompt in [None, *cfg.mapper_overrides]:
+            cfg.mapper_settings(prompt).check()
         if self.text_model is None:
             self.text_model = load_text_model(cfg.text_model, device, cfg.text_model_options)
 
@@ -264,7 +283,7 @@ class _Study:
                     self._timing(role, f"beta x alpha sweep: {prompt.text}", started, bench.renders - renders)
             if mappers and (not cfg.mapper_prompts or prompt.text in cfg.mapper_prompts):
                 started = time.perf_counter()
-                trained = train_mapper(G, self.text_model, prompt.embedding, train_ws, cfg.mapper_settings(),
+                trained = train_mapper(G, self.text_model, prompt.embedding, train_ws, cfg.mapper_settings(prompt.text),
                                        Path(ctx.work_dir) / role / "mappers" / _slug(prompt.text), identity=identity,
                                        references=references, progress=ctx.progress,
                                        meta={"prompt": prompt.text, "templates": cfg.templates,

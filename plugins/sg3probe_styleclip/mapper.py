@@ -83,15 +83,19 @@ class Mapper(nn.Module):
         return x
 
 
+def check_groups(groups: tuple[str, ...] | list[str]) -> None:
+    """A ConfigError unless `groups` names one or more of GROUPS."""
+    if not groups or set(groups) - set(GROUPS):
+        raise ConfigError(f"mapper groups {list(groups)}: choose one or more of {', '.join(GROUPS)}")
+
+
 class LevelsMapper(nn.Module):
     """One Mapper per enabled group of ws rows; M(ws) [B, num_ws, w_dim] is zero on disabled rows."""
 
     def __init__(self, w_dim: int, num_ws: int, groups: tuple[str, ...] = GROUPS, layers: int = 4,
                  lr_mul: float = 0.01) -> None:
         super().__init__()
-        unknown = sorted(set(groups) - set(GROUPS))
-        if unknown or not groups:
-            raise ConfigError(f"mapper groups {list(groups)}: choose one or more of {', '.join(GROUPS)}")
+        check_groups(groups)
         self.w_dim, self.num_ws = w_dim, num_ws
         self.slices = {name: part for name, part in level_slices(num_ws).items()
                        if name in groups and part.stop > part.start}
@@ -139,6 +143,7 @@ class MapperSettings:
             raise ConfigError("mapper steps, batch_size and checkpoint_every must be >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"mapper ema_decay {self.ema_decay}: give a number in [0, 1) (0: no averaging)")
+        check_groups(self.groups)
 
 
 @dataclass

@@ -459,6 +459,28 @@ def test_too_few_samples_to_calibrate_alpha_stops_only_a_run_with_global_edits(t
     assert list(result.tables["edits"]["method"]) == ["mapper (W+)"]
 
 
+def test_a_prompts_mapper_overrides_change_only_that_prompts_mapper(tiny, tmp_path):
+    count = 12
+    ws = seed_ws(tiny, list(range(100, 100 + count)), 1.0, None)
+    scorer = _RedScorer()
+    samples = InMemorySampleSet({"seeds": np.arange(100, 100 + count), "wplus": ws.numpy(),
+                                 "scores": scorer.score(tiny.synthesis(ws))})
+    ctx = AnalysisContext(generators={"aligned": tiny}, work_dir=tmp_path / "work", scorer=scorer)
+    cfg = StyleCLIP.make_config({
+        "prompts": {"a red face": "red+", "a blue face": ""}, "methods": ["mapper"], "identity": "pixels",
+        "mapper_steps": 2, "mapper_batch": 1, "mapper_latents": 4, "eval_samples": 6, "grid_samples": 0,
+        "sweep_roles": [], "mapper_overrides": {"a blue face": {"mapper_groups": ["fine"], "mapper_steps": 3}}})
+    assert cfg.mapper_settings("a red face") == cfg.mapper_settings()
+    assert cfg.mapper_settings("a blue face") == replace(cfg.mapper_settings(), groups=("fine",), steps=3)
+    result = StyleCLIP(text_model=ColourClip()).analyze({"aligned": samples}, ctx, cfg)
+    assert dict(zip(result.tables["mapper"]["prompt"], result.tables["mapper"]["steps"])) == {
+        "a red face": 2, "a blue face": 3}
+    trained = {prompt: torch.load(tmp_path / "work" / "aligned" / "mappers" / slug / "mapper.pt")
+               for prompt, slug in [("red", "a-red-face"), ("blue", "a-blue-face")]}
+    assert trained["red"]["config"]["groups"] == ["coarse", "medium", "fine"]
+    assert trained["blue"]["config"]["groups"] == ["fine"]
+
+
 def test_config_errors():
     with pytest.raises(ConfigError, match="methods"):
         StyleCLIP.make_config({"methods": ["sideways"]})
@@ -470,6 +492,15 @@ def test_config_errors():
         StyleCLIP.make_config({"alpha_step": 2.0, "alpha_max": 1.0})
     with pytest.raises(ConfigError, match="calibration_samples"):
         StyleCLIP.make_config({"calibration_samples": 1})
+    with pytest.raises(ConfigError, match="not among the prompts"):
+        StyleCLIP.make_config({"mapper_overrides": {"a purple face": {"lambda_id": 0.3}}})
+    with pytest.raises(ConfigError, match="lambda: not a mapper setting"):
+        StyleCLIP.make_config({"mapper_overrides": {"a smiling face": {"lambda": 0.3}}})
+    with pytest.raises(ConfigError, match="a smiling face.lambda_id' must be float"):
+        StyleCLIP.make_config({"mapper_overrides": {"a smiling face": {"lambda_id": "high"}}})
+    with pytest.raises(ConfigError, match="mapper groups"):
+        StyleCLIP().prepare(StyleCLIP.make_config({"mapper_overrides": {"a smiling face": {"mapper_groups": ["eyes"]}}}),
+                            "cpu")
 
 
 # ----- sg3probe edit --text -----------------------------------------------------------------------
