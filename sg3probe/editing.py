@@ -42,13 +42,16 @@ def parse_strengths(text: str) -> np.ndarray:
         if count < 1 or (count == 1 and start != stop):
             raise ConfigError(f"strengths {text!r}: the count must be at least 2 to go from {start:g} "
                               f"to {stop:g} (both ends are included)")
-        return np.linspace(start, stop, count)
-    try:
-        values = [float(item) for item in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"strengths {text!r} is neither start:stop:count (e.g. '-3:3:7') nor a "
-                          "comma list of numbers (e.g. '-2,0,2')") from None
-    return np.array(values, dtype=np.float64)
+        values = np.linspace(start, stop, count) if np.isfinite([start, stop]).all() else np.array([start, stop])
+    else:
+        try:
+            values = np.array([float(item) for item in text.split(",")], dtype=np.float64)
+        except ValueError:
+            raise ConfigError(f"strengths {text!r} is neither start:stop:count (e.g. '-3:3:7') nor a "
+                              "comma list of numbers (e.g. '-2,0,2')") from None
+    if not np.isfinite(values).all():
+        raise ConfigError(f"strengths {text!r}: every strength must be a finite number (not nan or inf)")
+    return values
 
 
 def parse_layers(text: str | None, num_ws: int) -> list[int]:

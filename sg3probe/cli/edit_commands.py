@@ -74,6 +74,9 @@ def _from_latents(G, paths: tuple[Path, ...]) -> Sources:
         if "ws" not in data:
             raise ConfigError(f"{path} has no 'ws' array; give files from `sg3probe generate --save-latents` "
                               "or `sg3probe edit`")
+        if "render_from" in data and str(data["render_from"]) == "styles":
+            raise ConfigError(f"{path} holds StyleSpace edits: their images come from its styles, not its ws, so "
+                              "--latents cannot edit them further; edit its source seeds (its 'seed' array) instead")
         ws = data["ws"].reshape(-1, *data["ws"].shape[-2:])  # [b, num_ws, w_dim]
         if ws.shape[1:] != (G.num_ws, G.w_dim):
             raise ConfigError(f"{path}: ws of shape {list(ws.shape[1:])} do not fit this model "
@@ -211,7 +214,7 @@ def _strength_label(value: float) -> str:
               help="NVIDIA .pkl, sg3probe checkpoint, or zoo name.")
 @click.option("--seeds", default=None, help="Seeds to edit (with a store: which of its seeds; default its first 8).")
 @click.option("--latents", "latent_paths", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="Latent .npz files or folders (from `generate --save-latents` or `edit`); repeatable.")
+              help="Latent .npz files or folders (from `generate --save-latents`, or `edit` in W or W+); repeatable.")
 @click.option("--store", "store_path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A sample store (from `sg3probe sample` or a run's samples/<role>).")
 @click.option("--strength", "strength_text", default=None,

@@ -102,7 +102,7 @@ class SampleStore:
                 shown += f"; and {len(differences) - 3} more"
             raise StoreError(
                 f"{path} holds a sample store made with other settings ({shown}); "
-                "use another output folder (--out), or --overwrite to start it again"
+                "use another output folder (--out), or delete this one to sample it again"
             )
         return cls(path, existing)
 

@@ -133,6 +133,9 @@ def test_strengths_include_both_ends():
     for bad in ("-3:3:1", "three", "1:2:0", ""):
         with pytest.raises(ConfigError):
             parse_strengths(bad)
+    for bad in ("nan", "inf,1", "-1e999:3:4"):
+        with pytest.raises(ConfigError, match="finite"):
+            parse_strengths(bad)
 
 
 def test_layers_parse_and_reject_rows_the_model_lacks():

@@ -577,6 +577,10 @@ def test_edit_text_computes_then_reuses_the_cached_global_direction(tiny, tmp_pa
     assert both.exit_code != 0 and "exactly one" in both.output
     missing = CliRunner().invoke(cli, common[:11] + ["--text-model", "nosuchclip", "--outdir", str(tmp_path / "z")])
     assert missing.exit_code != 0 and "nosuchclip" in missing.output and len(missing.output.strip().splitlines()) == 1
+    again = CliRunner().invoke(cli, ["edit", str(tmp_path / "one" / "direction.npy"), "--model", str(model), "--raw",
+                                     "--strength", "1", "--latents", str(tmp_path / "one" / "latents.npz"),
+                                     "--outdir", str(tmp_path / "w")])  # its ws would lose the S edit
+    assert again.exit_code != 0 and "StyleSpace edits" in again.output
 
 
 def test_edit_with_a_mapper_writes_its_edits_and_latents_that_re_render_to_the_images(tiny, tmp_path):

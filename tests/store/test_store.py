@@ -340,7 +340,7 @@ def test_incompatible_reopen_is_a_one_line_error(tmp_path, change, expected):
     with pytest.raises(StoreError) as error:
         new_store(tmp_path / "store", **change)
     message = str(error.value)
-    assert expected in message and "--overwrite" in message and "\n" not in message
+    assert expected in message and "delete this one" in message and "\n" not in message
     assert isinstance(error.value, Sg3probeError)
 
 
