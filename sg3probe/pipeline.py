@@ -18,10 +18,11 @@ from sg3probe.config import resolve_config, with_sections
 from sg3probe.errors import ConfigError
 from sg3probe.imaging import image_grid
 from sg3probe.results import ResultWriter
-from sg3probe.runs import Run, allocate_run_dir
+from sg3probe.runs import RUN_FILE, Run, allocate_run_dir, read_run
 from sg3probe.runtime import apply_threads
 from sg3probe.sampling.latents import z_from_seeds
-from sg3probe.sampling.sampler import SamplingSpec, StoreSampleSet, sample_to_store
+from sg3probe.sampling.sampler import SamplingSpec, StoreSampleSet, open_sample_store
+from sg3probe.store import fill
 
 
 @dataclass
@@ -82,6 +83,16 @@ def _spec(config: CoreConfig, spaces, role: str, with_scores: bool) -> SamplingS
                         s_dtype=s.s_dtype, batch_size=s.batch_size, shard_size=s.shard_size)
 
 
+def _refuse_another_analyzers_run(folder: Path, name: str) -> None:
+    """A ConfigError if `folder` holds the run of another analyzer (rerunning the same one resumes it)."""
+    if not (folder / RUN_FILE).exists():
+        return
+    earlier = read_run(folder).get("analyzers", [])
+    if earlier and earlier != [name]:
+        raise ConfigError(f"{folder} holds a run of {', '.join(earlier)}, not {name}: give another --out "
+                          "(rerunning the same analyzer there resumes it)")
+
+
 def _write_grid(G, path: Path, count: int, psi: float) -> None:
     with torch.no_grad():
         z = z_from_seeds(range(count), G.z_dim, G.device)
@@ -124,6 +135,13 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
     analyzer.prepare(analyzer_cfg, str(device))
 
     folder = Path(out) if out else allocate_run_dir(root, name, Path(models[roles[0]].source).stem)
+    _refuse_another_analyzers_run(folder, name)
+    # Open (or resume) every store before run.json is written: a store of other settings is refused
+    # while the folder still records the run that made it.
+    stores = {role: open_sample_store(folder / "samples" / role, model.generator,
+                                      _spec(config, needs.spaces, role, bool(needs.scores)),
+                                      scorer if needs.scores else None, model_sha256=model.sha256)
+              for role, model in models.items()}
     plugins = [{"name": info.name, "version": info.version} for info in manager.plugin_info()]
     record = dict(analyzers=[name], device=str(device), threads=threads, seeds=config.sampling.seeds, plugins=plugins,
                   model={role: {"name": m.source, "path": str(m.path), "sha256": m.sha256} for role, m in models.items()},
@@ -132,11 +150,9 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
         samples = {}
         for role, model in models.items():
             G = model.generator
+            store, sampler = stores[role]
             with run.timing(f"sample {role}"):
-                store = sample_to_store(folder / "samples" / role, G,
-                                        _spec(config, needs.spaces, role, bool(needs.scores)),
-                                        scorer if needs.scores else None,
-                                        model_sha256=model.sha256, progress=progress)
+                fill(store, sampler.compute, progress=progress)
                 samples[role] = StoreSampleSet(store)
             _write_grid(G, folder / "samples" / f"{role}.png", config.grid_size, config.sampling.truncation_psi)
         ctx = AnalysisContext(generators={r: m.generator for r, m in models.items()},

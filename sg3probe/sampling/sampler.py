@@ -127,13 +127,21 @@ class Sampler:
         return out
 
 
-def sample_to_store(path, G, spec: SamplingSpec, scorer: Scorer | None = None, *,
-                    model_sha256: str = "", progress: bool = True) -> SampleStore:
-    """Create or resume the store at `path` and fill it; finished shards are never recomputed."""
+def open_sample_store(path, G, spec: SamplingSpec, scorer: Scorer | None = None, *,
+                      model_sha256: str = "") -> tuple[SampleStore, Sampler]:
+    """Create the store at `path`, or open it to resume (a StoreError if it holds other settings),
+    and the sampler that fills it."""
     sampler = Sampler(G, spec, scorer)
     metadata = {"model_sha256": model_sha256, **sampler.metadata()}
     store = SampleStore.create(path, arrays=sampler.array_specs(), seeds=spec.seeds,
                                shard_size=spec.shard_size, metadata=metadata)
+    return store, sampler
+
+
+def sample_to_store(path, G, spec: SamplingSpec, scorer: Scorer | None = None, *,
+                    model_sha256: str = "", progress: bool = True) -> SampleStore:
+    """Create or resume the store at `path` and fill it; finished shards are never recomputed."""
+    store, sampler = open_sample_store(path, G, spec, scorer, model_sha256=model_sha256)
     fill(store, sampler.compute, progress=progress)
     return store
 

@@ -57,6 +57,14 @@ def test_disentanglement_run_writes_results_and_report(tmp_path, t64):
     assert "D, C, I by space" in html and "<script" not in html
     # The config written beside it reproduces the run.
     assert "seeds = \"0-159\"" in (out / "config.toml").read_text()
+    # Reruns the folder refuses leave its record as it was: other seeds, another analyzer.
+    record = {name: (out / name).read_bytes() for name in ("run.json", "config.toml")}
+    for args, message in [(["disentanglement", "--seeds", "0-99"], "other settings"),
+                          (["interfacegan", "--seeds", "0-159"], "holds a run of disentanglement")]:
+        refused = _invoke("run", *args, "--model", t64.pickle_path, "--scorer", "halves", "--plugins-dir", plugins,
+                          "--out", out)
+        assert refused.exit_code != 0 and message in refused.output, refused.output
+        assert {name: (out / name).read_bytes() for name in record} == record
 
 
 def test_example_outside_plugin_is_installed_and_runs(tmp_path, t64):
