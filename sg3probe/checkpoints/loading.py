@@ -10,7 +10,7 @@ import torch
 
 from sg3probe.checkpoints.native import load_native
 from sg3probe.checkpoints.nvidia_pickle import generator_from_snapshot, read_snapshot
-from sg3probe.errors import CheckpointError, ModelNotFoundError
+from sg3probe.errors import CheckpointError, ConfigError, ModelNotFoundError
 
 
 @dataclass
@@ -41,7 +41,16 @@ def _zoo_path(name: str) -> Path | None:
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """The requested device, or the best available one (cuda, then mps, then cpu)."""
     if device is not None:
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"device {str(device)!r} is not a torch device: give cpu, cuda, cuda:N or mps") from None
+        available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                     "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+        if not available.get(chosen.type, True):
+            raise ConfigError(f"device {str(device)!r} is not available in this torch build or machine; "
+                              f"give cpu (or leave the device out to take the best available one)")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -230,7 +230,7 @@ def _strength_label(value: float) -> str:
 @click.option("--gif", is_flag=True, help="Also write edit.gif, one frame per strength.")
 @click.option("--mp4", is_flag=True, help="Also write edit.mp4, one frame per strength (needs PyAV: pip install av).")
 @click.option("--device", default=None, help="cpu, cuda, mps (default: best available).")
-@click.option("--batch", "batch_size", type=int, default=16, show_default=True)
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--text", default=None,
               help="Edit towards this text (a StyleCLIP global direction) instead of DIRECTION.")
 @click.option("--neutral", default="a face", show_default=True, help="With --text: the text it is compared with.")

@@ -46,7 +46,7 @@ def _class_labels(c_dim: int, class_idx: int | None, batch: int, device) -> torc
 @click.option("--outdir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--save-latents", is_flag=True, help="Also write z, ws and styles per seed as .npz.")
 @click.option("--device", default=None, help="cpu, cuda, mps (default: best available).")
-@click.option("--batch", "batch_size", type=int, default=16, show_default=True)
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True)
 def generate(model_source, seeds, truncation_psi, truncation_cutoff, class_idx, rotate, translate, outdir,
              save_latents, device, batch_size):
     """Render one PNG per seed (seedNNNN.png), as NVIDIA's gen_images.py does."""

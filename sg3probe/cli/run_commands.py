@@ -61,7 +61,7 @@ def _toml_string(text: str) -> str:
               help="An option of the scorer's constructor, e.g. checkpoint=my.pt (repeatable).")
 @click.option("--pseudo-align", is_flag=True, help="Score images rendered with ws[0] = w_avg.")
 @click.option("--shard-size", type=int, default=1000, show_default=True)
-@click.option("--batch", "batch_size", type=int, default=32, show_default=True)
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default=None)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def sample(model_source, seeds, spaces, truncation_psi, truncation_cutoff, transforms, scorer, scorer_options,

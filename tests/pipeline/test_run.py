@@ -86,6 +86,7 @@ def test_example_outside_plugin_is_installed_and_runs(tmp_path, t64):
     (["run", "disentanglement", "--set", "bogus=1"], "unknown config key 'bogus'"),
     (["run", "disentanglement", "--model", "/no/such/model.pkl"], "neither a file nor a zoo name"),
     (["run", "disentanglement", "--model", Path(__file__)], "not a pickle"),
+    (["run", "disentanglement", "--device", "bogus"], "not a torch device"),
 ])
 def test_bad_input_gives_one_line_and_non_zero_exit(args, message):
     result = _invoke(*args)
