@@ -23,6 +23,8 @@ import ctypes
 import ctypes.util
 import os
 
+from sg3probe.errors import ConfigError
+
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
@@ -49,8 +51,14 @@ def tune_malloc() -> bool:
 def choose_threads(requested: int = 0) -> int:
     """torch CPU threads to use: `requested` if > 0, else SG3PROBE_THREADS or OMP_NUM_THREADS if
     set, else the cores this process may run on (never the load: results follow the count)."""
+    if requested < 0:
+        raise ConfigError(f"threads {requested}: give a positive number of torch CPU threads, or 0 for one per core")
     if requested > 0:
         return requested
+    own = os.environ.get("SG3PROBE_THREADS", "")
+    if own and not (own.isdigit() and int(own) > 0):
+        raise ConfigError(f"SG3PROBE_THREADS={own!r} is not a positive integer: set it to a number of torch CPU "
+                          "threads, or unset it for one per core")
     for variable in ("SG3PROBE_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(variable, "")
         if value.isdigit() and int(value) > 0:

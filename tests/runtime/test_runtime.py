@@ -29,3 +29,12 @@ def test_every_core_whatever_the_load(no_thread_variables, monkeypatch, load):
     """The count must not follow the load: torch's sums, and so the results, follow the count."""
     monkeypatch.setattr(runtime.os, "getloadavg", lambda: (load, load, load))
     assert runtime.choose_threads() == 4
+
+
+def test_a_negative_request_or_a_bad_variable_is_an_error(no_thread_variables, monkeypatch):
+    with pytest.raises(runtime.ConfigError, match="positive number"):
+        runtime.choose_threads(-3)
+    for value in ("abc", "0"):
+        monkeypatch.setenv("SG3PROBE_THREADS", value)
+        with pytest.raises(runtime.ConfigError, match="SG3PROBE_THREADS"):
+            runtime.choose_threads()
