@@ -56,13 +56,14 @@ def choose_threads(requested: int = 0) -> int:
     if requested > 0:
         return requested
     own = os.environ.get("SG3PROBE_THREADS", "")
-    if own and not (own.isdigit() and int(own) > 0):
-        raise ConfigError(f"SG3PROBE_THREADS={own!r} is not a positive integer: set it to a number of torch CPU "
-                          "threads, or unset it for one per core")
-    for variable in ("SG3PROBE_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(variable, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
+    if own:
+        if not (own.isdigit() and int(own) > 0):
+            raise ConfigError(f"SG3PROBE_THREADS={own!r} is not a positive integer: set it to a number of torch CPU "
+                              "threads, or unset it for one per core")
+        return int(own)
+    omp = os.environ.get("OMP_NUM_THREADS", "")  # set by other tools too, so read leniently
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 

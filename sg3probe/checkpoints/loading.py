@@ -38,24 +38,27 @@ def _zoo_path(name: str) -> Path | None:
     return find_model_file(name)
 
 
+def _available(kind: str) -> bool:
+    """Whether this torch build and machine have devices of `kind` (cpu, cuda, mps; other kinds: not known here)."""
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return True
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """The requested device, or the best available one (cuda, then mps, then cpu)."""
-    if device is not None:
-        try:
-            chosen = torch.device(device)
-        except (RuntimeError, ValueError):
-            raise ConfigError(f"device {str(device)!r} is not a torch device: give cpu, cuda, cuda:N or mps") from None
-        available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                     "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
-        if not available.get(chosen.type, True):
-            raise ConfigError(f"device {str(device)!r} is not available in this torch build or machine; "
-                              f"give cpu (or leave the device out to take the best available one)")
-        return chosen
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    if device is None:
+        return torch.device(next((kind for kind in ("cuda", "mps") if _available(kind)), "cpu"))
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device {str(device)!r} is not a torch device: give cpu, cuda, cuda:N or mps") from None
+    if not _available(chosen.type):
+        raise ConfigError(f"device {str(device)!r} is not available in this torch build or machine; "
+                          "give cpu (or leave the device out to take the best available one)")
+    return chosen
 
 
 def load_model(source: str | Path, device: str | torch.device | None = None) -> LoadedModel:
