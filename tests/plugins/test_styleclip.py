@@ -398,13 +398,17 @@ class _RedScorer(Scorer):
         return {"red": (means[:, 0] - means[:, 1:].mean(axis=1)) * 20, "bright": means.mean(axis=1)}
 
 
-def test_analyzer_runs_end_to_end(tiny, tmp_path):
-    check_analyzer_class(StyleCLIP)
-    count = 20
+def _red_samples(tiny, count: int):
+    """Samples of seeds 100.. of `tiny` (W+ and _RedScorer scores) and the scorer."""
     ws = seed_ws(tiny, list(range(100, 100 + count)), 1.0, None)
     scorer = _RedScorer()
-    samples = InMemorySampleSet({"seeds": np.arange(100, 100 + count), "wplus": ws.numpy(),
-                                 "scores": scorer.score(tiny.synthesis(ws))})
+    return InMemorySampleSet({"seeds": np.arange(100, 100 + count), "wplus": ws.numpy(),
+                              "scores": scorer.score(tiny.synthesis(ws))}), scorer
+
+
+def test_analyzer_runs_end_to_end(tiny, tmp_path):
+    check_analyzer_class(StyleCLIP)
+    samples, scorer = _red_samples(tiny, 20)
     cfg = StyleCLIP.make_config({
         "prompts": {"a red face": "red+", "a blue face": ""}, "identity": "pixels",  # beta: the model's
         "probe_seeds": "0-1", "stats_seeds": "0-99", "channels_per_chunk": 16, "cache_dir": str(tmp_path / "cache"),
@@ -436,7 +440,7 @@ def test_analyzer_runs_end_to_end(tiny, tmp_path):
     assert {"edits: a red face", "beta x alpha", "side effects", "target vs side effects",
             "mapper losses"} <= set(result.figures)
     assert (tmp_path / "work" / "aligned" / "mappers" / "a-red-face" / "mapper.pt").exists()
-    style_size = sum(v.shape[1] for v in tiny.styles(ws[:1]).values())
+    style_size = sum(v.shape[1] for v in tiny.styles(seed_ws(tiny, [100], 1.0, None)).values())
     assert result.arrays["direction_aligned_a-red-face"].shape == (style_size,)
     assert len(list((tmp_path / "cache").rglob("channels_*.npy"))) == 2  # one cache entry, shared by both roles
     assert set(result.metrics["edits"]["aligned"]["a red face"]) == {"global (S)", "mapper (W+)"}
@@ -444,10 +448,7 @@ def test_analyzer_runs_end_to_end(tiny, tmp_path):
 
 def test_too_few_samples_to_calibrate_alpha_stops_only_a_run_with_global_edits(tiny, tmp_path):
     count = 8
-    ws = seed_ws(tiny, list(range(100, 100 + count)), 1.0, None)
-    scorer = _RedScorer()
-    samples = InMemorySampleSet({"seeds": np.arange(100, 100 + count), "wplus": ws.numpy(),
-                                 "scores": scorer.score(tiny.synthesis(ws))})
+    samples, scorer = _red_samples(tiny, count)
     ctx = AnalysisContext(generators={"aligned": tiny}, work_dir=tmp_path / "work", scorer=scorer)
     settings = {"prompts": {"a red face": "red+"}, "identity": "pixels", "probe_seeds": "0-1", "stats_seeds": "0-99",
                 "cache_dir": str(tmp_path / "cache"), "eval_samples": count - 1, "grid_samples": 0,
@@ -460,11 +461,7 @@ def test_too_few_samples_to_calibrate_alpha_stops_only_a_run_with_global_edits(t
 
 
 def test_a_prompts_mapper_overrides_change_only_that_prompts_mapper(tiny, tmp_path):
-    count = 12
-    ws = seed_ws(tiny, list(range(100, 100 + count)), 1.0, None)
-    scorer = _RedScorer()
-    samples = InMemorySampleSet({"seeds": np.arange(100, 100 + count), "wplus": ws.numpy(),
-                                 "scores": scorer.score(tiny.synthesis(ws))})
+    samples, scorer = _red_samples(tiny, 12)
     ctx = AnalysisContext(generators={"aligned": tiny}, work_dir=tmp_path / "work", scorer=scorer)
     cfg = StyleCLIP.make_config({
         "prompts": {"a red face": "red+", "a blue face": ""}, "methods": ["mapper"], "identity": "pixels",
