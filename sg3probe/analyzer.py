@@ -166,6 +166,23 @@ class AnalysisContext:
         return np.random.default_rng([self.seed, stream])
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run is about to sample, known before sampling starts: the argument of Analyzer.prepare."""
+
+    device: str = "cpu"
+    seeds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N] sorted, per model
+    roles: tuple[str, ...] = ("aligned",)  # the models sampled
+    scorer: Scorer | None = None  # the run's scorer, when the analyzer gets one
+
+    @classmethod
+    def of(cls, samples: Samples, ctx: AnalysisContext) -> "RunPlan":
+        """The plan of samples already drawn: for an analyzer called from Python, not by `sg3probe run`."""
+        first = next(iter(samples.values()), None)
+        seeds = np.asarray(first["seeds"], np.int64) if first is not None else np.zeros(0, np.int64)
+        return cls(device=ctx.device, seeds=seeds, roles=tuple(samples), scorer=ctx.scorer)
+
+
 class Analyzer:
     """Base class of analyzers: subclass it, set the class attributes, implement `analyze`."""
 
@@ -177,10 +194,11 @@ class Analyzer:
     class Config:
         """No options. Subclasses define their own dataclass named Config, with defaults."""
 
-    def prepare(self, cfg: Any, device: str) -> None:
-        """Load or check what the analysis needs besides samples (model files, say), before any
-        sampling starts, so that a missing file fails at once rather than after minutes of work.
-        Raise a `sg3probe.errors` error with a one-line message. The default does nothing."""
+    def prepare(self, cfg: Any, plan: RunPlan) -> None:
+        """Load or check what the analysis needs before any sampling starts (model files, attribute
+        names against plan.scorer, enough of plan.seeds), so that a mistake fails at once rather
+        than after minutes of work. Raise a `sg3probe.errors` error with a one-line message. The
+        default does nothing."""
 
     def analyze(self, samples: Samples, ctx: AnalysisContext, cfg: Any) -> AnalysisResult:
         """Analyse the samples (one SampleSet per model role) and return structured results."""

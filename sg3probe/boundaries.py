@@ -80,11 +80,18 @@ def _json_number(value: Any) -> Any:
     return value
 
 
-def _chosen_count(n: int, ratio: float) -> int:
+def class_sizes(n: int, ratio: float, split: float) -> tuple[int, int]:
+    """(samples per class, of which training) for `n` valid samples; a ValueError if either part is empty."""
     if ratio <= 0:
         raise ValueError(f"ratio must be > 0 (a fraction of the samples, or a count if > 1), got {ratio}")
-    chosen = int(n * ratio) if ratio <= 1 else int(ratio)
-    return min(chosen, n // 2)
+    if not 0 < split < 1:
+        raise ValueError(f"split must be in (0, 1), the training share of each class; got {split}")
+    chosen = min(int(n * ratio) if ratio <= 1 else int(ratio), n // 2)
+    train_count = int(chosen * split)
+    if train_count < 1 or chosen - train_count < 1:
+        raise ValueError(f"{n} valid samples with ratio {ratio} give {chosen} per class, too few to both "
+                         "train and validate; give more samples or a larger ratio")
+    return chosen, train_count
 
 
 def train_boundary(codes: np.ndarray, scores: np.ndarray, ratio: float = 0.02, split: float = 0.7,
@@ -100,18 +107,12 @@ def train_boundary(codes: np.ndarray, scores: np.ndarray, ratio: float = 0.02, s
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if codes.ndim != 2 or codes.shape[0] != scores.shape[0]:
         raise ValueError(f"codes must be [N, dims] and scores [N]; got {codes.shape} and {scores.shape}")
-    if not 0 < split < 1:
-        raise ValueError(f"split must be in (0, 1), the training share of each class; got {split}")
     valid = np.isfinite(scores) & np.all(np.isfinite(codes), axis=1)
     codes, scores = codes[valid], scores[valid]
     order = np.argsort(-scores, kind="stable")  # descending
     codes, scores = codes[order], scores[order]
     n = len(scores)
-    chosen = _chosen_count(n, ratio)
-    train_count = int(chosen * split)
-    if train_count < 1 or chosen - train_count < 1:
-        raise ValueError(f"{n} valid samples with ratio {ratio} give {chosen} per class, too few to both "
-                         "train and validate; give more samples or a larger ratio")
+    chosen, train_count = class_sizes(n, ratio, split)
     rng = np.random.RandomState(random_state)
     positive = codes[:chosen][rng.permutation(chosen)]
     negative = codes[n - chosen:][rng.permutation(chosen)]

@@ -31,26 +31,27 @@ _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _RANGE = re.compile(rf"^\s*({_NUMBER})\s*:\s*({_NUMBER})\s*:\s*(\d+)\s*$")
 
 
-def parse_strengths(text: str) -> np.ndarray:
-    """'-3:3:7' -> 7 evenly spaced values from -3 to 3, both ends included; or '-2,0,2'; or '1.5'."""
+def parse_strengths(text: str, what: str = "strengths") -> np.ndarray:
+    """'-3:3:7' -> 7 evenly spaced values from -3 to 3, both ends included; or '-2,0,2'; or '1.5'.
+    `what` names the setting in the error messages (e.g. '--alpha')."""
     if not isinstance(text, str) or not text.strip():
-        raise ConfigError("strengths must be text like '-3:3:7' (start:stop:count, both ends included) "
+        raise ConfigError(f"{what} must be text like '-3:3:7' (start:stop:count, both ends included) "
                           "or '-2,0,2'")
     match = _RANGE.match(text)
     if match:
         start, stop, count = float(match.group(1)), float(match.group(2)), int(match.group(3))
         if count < 1 or (count == 1 and start != stop):
-            raise ConfigError(f"strengths {text!r}: the count must be at least 2 to go from {start:g} "
+            raise ConfigError(f"{what} {text!r}: the count must be at least 2 to go from {start:g} "
                               f"to {stop:g} (both ends are included)")
         values = np.linspace(start, stop, count) if np.isfinite([start, stop]).all() else np.array([start, stop])
     else:
         try:
             values = np.array([float(item) for item in text.split(",")], dtype=np.float64)
         except ValueError:
-            raise ConfigError(f"strengths {text!r} is neither start:stop:count (e.g. '-3:3:7') nor a "
+            raise ConfigError(f"{what} {text!r} is neither start:stop:count (e.g. '-3:3:7') nor a "
                               "comma list of numbers (e.g. '-2,0,2')") from None
     if not np.isfinite(values).all():
-        raise ConfigError(f"strengths {text!r}: every strength must be a finite number (not nan or inf)")
+        raise ConfigError(f"{what} {text!r}: every strength must be a finite number (not nan or inf)")
     return values
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from sg3probe.analyzer import AnalysisContext
+from sg3probe.analyzer import AnalysisContext, RunPlan
 from sg3probe.checkpoints.loading import LoadedModel, load_model, resolve_device
 from sg3probe.config import resolve_config, with_sections
 from sg3probe.errors import ConfigError
@@ -23,6 +23,7 @@ from sg3probe.runtime import apply_threads
 from sg3probe.sampling.latents import z_from_seeds
 from sg3probe.sampling.sampler import SamplingSpec, StoreSampleSet, open_sample_store
 from sg3probe.store import fill
+from sg3probe.store.seeds import as_seed_array
 
 
 @dataclass
@@ -48,6 +49,18 @@ class SamplingConfig:
     shard_size: int = 500
     s_dtype: str = "float16"
 
+    def __post_init__(self) -> None:
+        self.spec("aligned", (), scored=False)  # bad settings fail as the config is read, before any folder is made
+
+    def spec(self, role: str, spaces, scored: bool) -> SamplingSpec:
+        """The SamplingSpec of the store of one model role (`scored`: the sampler scores the images)."""
+        pseudo_align = scored and role == "unaligned" and self.pseudo_align_unaligned
+        return SamplingSpec(seeds=self.seeds, truncation_psi=self.truncation_psi,
+                            truncation_cutoff=self.truncation_cutoff, spaces=tuple(sorted(spaces)),
+                            transforms=self.transforms, max_angle=self.max_angle, max_translate=self.max_translate,
+                            pseudo_align=pseudo_align, s_dtype=self.s_dtype, batch_size=self.batch_size,
+                            shard_size=self.shard_size)
+
 
 @dataclass
 class CoreConfig:
@@ -72,15 +85,6 @@ def config_section(analyzer_name: str) -> str:
 def run_schema(analyzer_cls) -> type:
     """The config schema of `sg3probe run NAME`: the core settings plus the analyzer's table."""
     return with_sections(CoreConfig, {config_section(analyzer_cls.name): analyzer_cls.Config})
-
-
-def _spec(config: CoreConfig, spaces, role: str, with_scores: bool) -> SamplingSpec:
-    s = config.sampling
-    return SamplingSpec(seeds=s.seeds, truncation_psi=s.truncation_psi, truncation_cutoff=s.truncation_cutoff,
-                        spaces=tuple(sorted(spaces)), transforms=s.transforms, max_angle=s.max_angle,
-                        max_translate=s.max_translate,
-                        pseudo_align=with_scores and role == "unaligned" and s.pseudo_align_unaligned,
-                        s_dtype=s.s_dtype, batch_size=s.batch_size, shard_size=s.shard_size)
 
 
 def _refuse_another_analyzers_run(folder: Path, name: str) -> None:
@@ -132,14 +136,15 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
         scorer = manager.build_scorer(config.scorer, str(device), config.scorer_options)
 
     analyzer = analyzer_cls()
-    analyzer.prepare(analyzer_cfg, str(device))
+    analyzer.prepare(analyzer_cfg, RunPlan(device=str(device), seeds=as_seed_array(config.sampling.seeds),
+                                           roles=tuple(roles), scorer=scorer))
 
     folder = Path(out) if out else allocate_run_dir(root, name, Path(models[roles[0]].source).stem)
     _refuse_another_analyzers_run(folder, name)
     # Open (or resume) every store before run.json is written: a store of other settings is refused
     # while the folder still records the run that made it.
     stores = {role: open_sample_store(folder / "samples" / role, model.generator,
-                                      _spec(config, needs.spaces, role, bool(needs.scores)),
+                                      config.sampling.spec(role, needs.spaces, bool(needs.scores)),
                                       scorer if needs.scores else None, model_sha256=model.sha256)
               for role, model in models.items()}
     plugins = [{"name": info.name, "version": info.version} for info in manager.plugin_info()]

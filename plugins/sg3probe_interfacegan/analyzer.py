@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
-from sg3probe.boundaries import Boundary, conditional_boundary, train_boundary
+from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan
+from sg3probe.boundaries import Boundary, class_sizes, conditional_boundary, train_boundary
 from sg3probe.editing import Direction, format_layers, parse_layers, parse_strengths
 from sg3probe.errors import ConfigError
 from sg3probe.models.transforms import batch_inverse_transforms
@@ -24,6 +24,8 @@ UNALIGNED_VIEWS = ("pseudo-aligned", "transformed", "natural")
 TOY_REGIONS = {"smiling": "mouth", "eyeglasses": "eyeglasses", "bangs": "hair", "skin_tone": "skin",
                "hair_color": "hair", "eye_openness": "eyes", "face_width": "skin", "background_hue": "background"}
 LAYER_RANGES = {"coarse": "0-4", "medium": "5-7", "fine": "8-15"}
+MIN_TRAINING = 20  # samples left for boundary training after the held-out ones
+MIN_CLASS = 4  # a binary attribute needs this many training samples on its rarer side
 
 
 class InterFaceGAN(Analyzer):
@@ -79,10 +81,38 @@ class InterFaceGAN(Analyzer):
                 raise ValueError(f"strengths {self.strengths!r} must go from below 0 to above 0, e.g. '-3:3:5'")
             if self.edit_samples < 2 or self.layer_samples < 1:
                 raise ValueError("edit_samples must be >= 2 and layer_samples >= 1")
+            if self.ratio <= 0 or not 0 < self.split < 1:
+                raise ValueError(f"ratio must be > 0 (a share, or a count if > 1) and split in (0, 1); "
+                                 f"got ratio {self.ratio}, split {self.split}")
+            if self.change_std <= 0 or self.batch_size < 1 or self.grid_samples < 0:
+                raise ValueError("change_std must be > 0, batch_size >= 1 and grid_samples >= 0")
+            for name, text in self.layer_ranges.items():
+                try:
+                    parse_layers(text, 1 << 20)  # the syntax; rows beyond a generator's are clipped
+                except ConfigError as error:
+                    raise ValueError(f"layer_ranges.{name}: {error}") from None
+
+    def prepare(self, cfg, plan: RunPlan) -> None:
+        """Check the attributes against the scorer and the sample count against the split, before sampling."""
+        if plan.scorer is None:
+            raise ConfigError("the interfacegan analyzer needs a scorer (--scorer)")
+        declared = [a.name for a in plan.scorer.attributes]
+        missing = [name for name in cfg.attributes + cfg.conditions if name not in declared]
+        if missing:
+            raise ConfigError(f"interfacegan: scorer {plan.scorer.name!r} has no attribute(s) {', '.join(missing)}; "
+                              f"it has {', '.join(declared)}")
+        training = len(plan.seeds) - cfg.edit_samples
+        if training < MIN_TRAINING:
+            raise ConfigError(f"interfacegan: {len(plan.seeds)} samples leave {max(training, 0)} for training after "
+                              f"holding out {cfg.edit_samples} (at least {MIN_TRAINING} needed); sample more seeds "
+                              "or lower interfacegan.edit_samples")
+        try:
+            class_sizes(training, cfg.ratio, cfg.split)
+        except ValueError as error:
+            raise ConfigError(f"interfacegan: {error} (interfacegan.ratio, or more seeds)") from None
 
     def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
-        if ctx.scorer is None:
-            raise ConfigError("the interfacegan analyzer needs a scorer (--scorer)")
+        self.prepare(cfg, RunPlan.of(samples, ctx))  # checked again when called from Python
         study = _Study(ctx, cfg)
         for role, role_samples in samples.items():
             study.run_role(role, role_samples)
@@ -95,10 +125,6 @@ class _Study:
     def __init__(self, ctx: AnalysisContext, cfg) -> None:
         self.ctx, self.cfg, self.scorer = ctx, cfg, ctx.scorer
         declared = {a.name: a for a in self.scorer.attributes}
-        missing = [name for name in cfg.attributes + cfg.conditions if name not in declared]
-        if missing:
-            raise ConfigError(f"interfacegan: scorer {self.scorer.name!r} has no attribute(s) {', '.join(missing)}; "
-                              f"it has {', '.join(declared)}")
         # Conditions need boundaries of their own, so they are studied too.
         names = list(dict.fromkeys(cfg.attributes + cfg.conditions)) if cfg.attributes else list(declared)
         self.attributes = [declared[n] for n in names]
@@ -123,9 +149,6 @@ class _Study:
         scores = {a.name: np.asarray(all_scores[a.name], dtype=np.float64) for a in self.scorer.attributes
                   if a.name in all_scores}
         count = len(next(iter(scores.values())))
-        if count - cfg.edit_samples < 20:
-            raise ConfigError(f"interfacegan: {count} samples leave too few for training after holding out "
-                              f"{cfg.edit_samples}; sample more seeds or lower interfacegan.edit_samples")
         held = np.sort(ctx.rng(1).choice(count, cfg.edit_samples, replace=False))
         train = np.setdiff1d(np.arange(count), held)
         natural_std = {name: float(np.nanstd(values[train])) or 1.0 for name, values in scores.items()}
@@ -488,7 +511,6 @@ class _Push:
         return self._effects[key]
 
 
-MIN_CLASS = 4  # a binary attribute needs this many training samples on its rarer side
 
 
 def _decision_sides(values: np.ndarray) -> tuple[np.ndarray, int]:

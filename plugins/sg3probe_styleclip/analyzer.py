@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
+from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan
 from sg3probe.config import from_dict
 from sg3probe.editing import parse_strengths
 from sg3probe.errors import ConfigError
@@ -143,8 +143,8 @@ class StyleCLIP(Analyzer):
             if self.calibration_samples < 2:
                 raise ValueError(f"calibration_samples must be >= 2, got {self.calibration_samples}")
             check_grid(self.alpha_sigmas, self.alpha_step, self.alpha_max)
-            parse_strengths(self.sweep_betas)
-            parse_strengths(self.sweep_alphas)
+            parse_strengths(self.sweep_betas, "sweep_betas")
+            parse_strengths(self.sweep_alphas, "sweep_alphas")
 
         def probe_settings(self) -> ProbeSettings:
             return ProbeSettings(probe_seeds=self.probe_seeds, probe_psi=self.probe_psi, stats_seeds=self.stats_seeds,
@@ -162,23 +162,42 @@ class StyleCLIP(Analyzer):
     def __init__(self, text_model: TextImageScorer | None = None) -> None:
         self.text_model = text_model  # None: load cfg.text_model by name
 
-    def prepare(self, cfg, device: str) -> None:
-        """Check the settings and load the text-image model before sampling: a missing open_clip
-        checkpoint fails at once, not after the samples are drawn."""
+    def prepare(self, cfg, plan: RunPlan) -> None:
+        """Check the settings, the prompts' targets and the seed count, and load the text-image model,
+        before sampling: a missing open_clip checkpoint fails at once, not after the samples are drawn."""
+        if plan.scorer is None:
+            raise ConfigError("the styleclip analyzer needs an attribute scorer to measure edits (--scorer)")
+        attributes = {a.name: a for a in plan.scorer.attributes}
+        for text, target in cfg.prompts.items():
+            try:
+                parse_target(target, attributes)
+            except ConfigError as error:
+                raise ConfigError(f"styleclip.prompts[{text!r}]: {error}") from None
         cfg.probe_settings().check()
         for prompt in [None, *cfg.mapper_overrides]:
             cfg.mapper_settings(prompt).check()
+        _split_counts(len(plan.seeds) - len(np.intersect1d(plan.seeds, parse_seeds(cfg.probe_seeds))), cfg)
         if self.text_model is None:
-            self.text_model = load_text_model(cfg.text_model, device, cfg.text_model_options)
+            self.text_model = load_text_model(cfg.text_model, plan.device, cfg.text_model_options)
 
     def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
-        if ctx.scorer is None:
-            raise ConfigError("the styleclip analyzer needs an attribute scorer to measure edits (--scorer)")
-        self.prepare(cfg, ctx.device)  # a no-op after the pipeline's own call
+        self.prepare(cfg, RunPlan.of(samples, ctx))  # the pipeline's call already loaded the text model
         study = _Study(ctx, cfg, self.text_model)
         for role, role_samples in samples.items():
             study.run_role(role, role_samples)
         return study.result()
+
+
+def _split_counts(usable: int, cfg) -> None:
+    """A ConfigError unless `usable` samples (those outside the probe seeds) cover the held-out ones
+    and, to calibrate alpha, at least two more."""
+    if usable < cfg.eval_samples + 1:
+        raise ConfigError(f"styleclip: {usable} samples outside the probe seeds, but eval_samples = "
+                          f"{cfg.eval_samples}; sample more seeds or lower styleclip.eval_samples")
+    if "global" in cfg.methods and cfg.alpha is None and usable - cfg.eval_samples < 2:
+        raise ConfigError(f"styleclip: {usable - cfg.eval_samples} samples outside the probe seeds and the held-out "
+                          "ones, too few to calibrate alpha; sample more seeds, lower styleclip.eval_samples or give "
+                          "styleclip.alpha")
 
 
 @dataclass
@@ -221,15 +240,9 @@ class _Study:
         seeds = np.asarray(samples["seeds"])
         probed = set(parse_seeds(cfg.probe_seeds))
         usable = np.flatnonzero([int(s) not in probed for s in seeds])
-        if len(usable) < cfg.eval_samples + 1:
-            raise ConfigError(f"styleclip: {len(usable)} samples outside the probe seeds, but eval_samples = "
-                              f"{cfg.eval_samples}; sample more seeds or lower styleclip.eval_samples")
+        _split_counts(len(usable), cfg)
         held, outside = usable[-cfg.eval_samples:], usable[:-cfg.eval_samples]
         train = outside[:cfg.mapper_latents]
-        if "global" in cfg.methods and cfg.alpha is None and len(outside) < 2:
-            raise ConfigError(f"styleclip: {len(outside)} samples outside the probe seeds and the held-out ones, "
-                              "too few to calibrate alpha; sample more seeds, lower styleclip.eval_samples or give "
-                              "styleclip.alpha")
         wplus = samples["wplus"]
         calibration = torch.as_tensor(np.asarray(wplus[outside[:cfg.calibration_samples]], np.float32))
         scores = {name: np.asarray(samples["scores"][name], dtype=np.float64) for name in self.attributes}

@@ -4,6 +4,7 @@ Images are rendered only when a scorer needs them, one batch at a time, and then
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -11,14 +12,18 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from sg3probe.analyzer import SPACES
 from sg3probe.models.transforms import batch_inverse_transforms
 from sg3probe.sampling.latents import z_from_seeds
 from sg3probe.scorer import Scorer
 from sg3probe.store import ArraySpec, SampleStore, fill
+from sg3probe.store.seeds import parse_seed_ranges
 
 SCORE_PREFIX = "score__"
 # With pseudo-alignment, the scores of the images as generated (ws[0] kept) are stored too.
 RAW_SCORE_PREFIX = "rawscore__"
+TRANSFORMS = ("identity", "random")
+S_DTYPES = ("float16", "float32")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,29 @@ class SamplingSpec:
     s_dtype: str = "float16"
     batch_size: int = 32
     shard_size: int = 500
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would fail only once sampling starts (a ValueError naming the setting;
+        bad seeds are the seed parser's ConfigError)."""
+        parse_seed_ranges(self.seeds)
+        if self.transforms not in TRANSFORMS:
+            raise ValueError(f"transforms must be {' or '.join(map(repr, TRANSFORMS))}, got {self.transforms!r}")
+        if self.s_dtype not in S_DTYPES:
+            raise ValueError(f"s_dtype must be {' or '.join(map(repr, S_DTYPES))}, got {self.s_dtype!r}")
+        unknown = sorted(set(self.spaces) - set(SPACES))
+        if unknown:
+            raise ValueError(f"spaces {', '.join(unknown)} unknown; the spaces are {', '.join(SPACES)}")
+        if not math.isfinite(self.truncation_psi):
+            raise ValueError(f"truncation_psi must be a finite number, got {self.truncation_psi}")
+        if self.truncation_cutoff is not None and self.truncation_cutoff < 0:
+            raise ValueError(f"truncation_cutoff must be >= 0, got {self.truncation_cutoff}")
+        for name in ("max_angle", "max_translate"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        for name in ("batch_size", "shard_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 def style_layout(G) -> "OrderedDict[str, int]":
@@ -84,9 +112,7 @@ class Sampler:
     def transforms_for(self, seeds: list[int]) -> torch.Tensor:
         if self.spec.transforms == "identity":
             return torch.eye(3).expand(len(seeds), 3, 3).clone()
-        if self.spec.transforms == "random":
-            return batch_inverse_transforms(*_random_geometry(seeds, self.spec))
-        raise ValueError(f"transforms must be 'identity' or 'random', got {self.spec.transforms!r}")
+        return batch_inverse_transforms(*_random_geometry(seeds, self.spec))  # "random"
 
     @torch.no_grad()
     def compute(self, seeds: list[int]) -> dict[str, np.ndarray]:

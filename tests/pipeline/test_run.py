@@ -95,6 +95,20 @@ def test_bad_input_gives_one_line_and_non_zero_exit(args, message):
     assert len(lines) == 1 and message in lines[0], result.output
 
 
+@pytest.mark.parametrize("setting,message", [
+    ("sampling.seeds='abc'", "seeds 'abc': 'abc' is not a seed"),
+    ("sampling.transforms='bogus'", "config [sampling]: transforms must be 'identity' or 'random', got 'bogus'"),
+    ("sampling.batch_size=0", "batch_size must be >= 1"),
+    ("sampling.s_dtype='int8'", "s_dtype must be 'float16' or 'float32'"),
+    ("sampling.max_angle=nan", "max_angle must be a finite number >= 0"),
+])
+def test_bad_sampling_settings_fail_before_a_run_folder_is_made(tmp_path, monkeypatch, setting, message):
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("run", "disentanglement", "--set", setting)
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert not (tmp_path / "reports").exists()
+
+
 def test_sampler_rows_do_not_depend_on_batching_or_sharding(tmp_path, t64):
     G = t64.generator_from_weights()
     a = sample_to_store(tmp_path / "a", G, SamplingSpec(seeds="0-9", batch_size=3, shard_size=4,

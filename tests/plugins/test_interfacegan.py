@@ -1,6 +1,7 @@
 """InterFaceGAN: boundaries and projections on synthetic data with known answers, edit effect
 summaries, strength/layer syntax, the `sg3probe edit` round trip, and the analyzer end to end."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -136,6 +137,8 @@ def test_strengths_include_both_ends():
     for bad in ("nan", "inf,1", "-1e999:3:4"):
         with pytest.raises(ConfigError, match="finite"):
             parse_strengths(bad)
+    with pytest.raises(ConfigError, match="^--alpha 'abc' is neither"):  # the message names the setting
+        parse_strengths("abc", "--alpha")
 
 
 def test_layers_parse_and_reject_rows_the_model_lacks():
@@ -420,3 +423,23 @@ def test_an_attribute_a_model_never_varies_is_left_out_for_that_model_only(tmp_p
     skipped = result.tables["not studied"]
     assert skipped[["model", "attribute"]].values.tolist() == [["unaligned", "a"]]
     assert "all but 0 of" in skipped["why"].iloc[0]
+
+
+def test_prepare_refuses_a_run_it_cannot_finish_before_any_sampling():
+    from sg3probe.analyzer import RunPlan
+    from sg3probe_interfacegan.analyzer import InterFaceGAN
+
+    plan = RunPlan(seeds=np.arange(100), scorer=_ChannelScorer())
+    InterFaceGAN().prepare(InterFaceGAN.make_config({}), plan)  # 68 training samples, 20 per class
+    with pytest.raises(ConfigError, match=r"no attribute\(s\) smiling; it has a, b, c"):
+        InterFaceGAN().prepare(InterFaceGAN.make_config({"attributes": ["smiling"]}), plan)
+    with pytest.raises(ConfigError, match="41 samples leave 9 for training after holding out 32"):
+        InterFaceGAN().prepare(InterFaceGAN.make_config({}), replace(plan, seeds=np.arange(41)))
+    with pytest.raises(ConfigError, match="ratio 0.01 give 0 per class"):
+        InterFaceGAN().prepare(InterFaceGAN.make_config({"ratio": 0.01}), plan)
+    with pytest.raises(ConfigError, match="needs a scorer"):
+        InterFaceGAN().prepare(InterFaceGAN.make_config({}), replace(plan, scorer=None))
+    with pytest.raises(ConfigError, match="got ratio -1.0"):
+        InterFaceGAN.make_config({"ratio": -1})
+    with pytest.raises(ConfigError, match="layer_ranges.fine: layers '8-x'"):
+        InterFaceGAN.make_config({"layer_ranges": {"fine": "8-x"}})

@@ -2,6 +2,7 @@
 (where open_clip imports) a randomly initialised small open_clip model loaded from a local file."""
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -57,7 +58,12 @@ def test_a_missing_checkpoint_file_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv(ARCH_ENV, "ViT-B-32")
     with pytest.raises(CheckpointError) as error:
         OpenClipScorer()
-    assert "absent.bin does not exist" in str(error.value) and "\n" not in str(error.value)
+    assert "absent.bin (from SG3PROBE_OPENCLIP_CHECKPOINT) does not exist" in str(error.value)
+    assert "\n" not in str(error.value)
+    with pytest.raises(CheckpointError, match="absent.bin .from the checkpoint option. does not exist"):
+        OpenClipScorer(checkpoint=tmp_path / "absent.bin")
+    installed = importlib.util.find_spec("open_clip") is not None
+    assert ("pip install open_clip_torch" in str(error.value)) == (not installed)  # both fixes named at once
 
 
 def test_a_checkpoint_without_an_architecture_is_a_one_line_error(tmp_path):
@@ -87,7 +93,7 @@ def test_checkpoint_given_as_scorer_options_in_a_run(tmp_path, monkeypatch):
                                       "--set", 'scorer_options.arch="ViT-B-32"', "--out", str(tmp_path / "run")])
     assert result.exit_code != 0
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "absent.bin does not exist" in lines[0], result.output
+    assert len(lines) == 1 and "absent.bin (from the checkpoint option) does not exist" in lines[0], result.output
     result = CliRunner().invoke(cli, ["run", "disentanglement", "--seeds", "0-3", "--set", "scorer_options.size=3",
                                       "--out", str(tmp_path / "run2")])
     assert result.exit_code != 0 and "scorer 'toyfaces' takes no option 'size'" in result.output
@@ -97,7 +103,8 @@ def test_styleclip_with_openclip_fails_before_sampling(tmp_path, monkeypatch):
     # The analyzer loads its text model in `prepare`, before the run folder and the samples.
     monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
     result = CliRunner().invoke(cli, ["run", "styleclip", "--set", "styleclip.text_model=openclip",
-                                      "--seeds", "0-3", "--out", str(tmp_path / "run")])
+                                      "--set", "styleclip.eval_samples=2", "--set", "styleclip.alpha=1",
+                                      "--seeds", "90000-90003", "--out", str(tmp_path / "run")])
     assert result.exit_code != 0
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and CHECKPOINT_ENV in lines[0], result.output

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from sg3probe.analyzer import AnalysisContext, InMemorySampleSet, check_analyzer_class
+from sg3probe.analyzer import AnalysisContext, InMemorySampleSet, RunPlan, check_analyzer_class
 from sg3probe.errors import CheckpointError, ConfigError
 from sg3probe.scorer import Attribute, Scorer
+from sg3probe.store.seeds import parse_seeds
 from sg3probe.textimage import TextImageScorer
 from sg3probe_styleclip.analyzer import StyleCLIP
 from sg3probe_styleclip.evaluation import decision_thresholds, side_effects, target_rates
@@ -495,9 +496,27 @@ def test_config_errors():
         StyleCLIP.make_config({"mapper_overrides": {"a smiling face": {"lambda": 0.3}}})
     with pytest.raises(ConfigError, match="a smiling face.lambda_id' must be float"):
         StyleCLIP.make_config({"mapper_overrides": {"a smiling face": {"lambda_id": "high"}}})
+
+
+def test_prepare_refuses_a_run_it_cannot_finish_before_any_sampling():
+    toy_names = ("smiling", "eyeglasses", "bangs", "skin_tone", "hair_color", "eye_openness", "face_width",
+                 "background_hue")
+    scorer = SimpleNamespace(name="toy", attributes=tuple(Attribute(n, "continuous", (0, 1)) for n in toy_names))
+    plan = RunPlan(seeds=np.arange(2000), scorer=scorer)
+    StyleCLIP(text_model=ColourClip()).prepare(StyleCLIP.make_config({}), plan)  # the defaults pass
     with pytest.raises(ConfigError, match="mapper groups"):
-        StyleCLIP().prepare(StyleCLIP.make_config({"mapper_overrides": {"a smiling face": {"mapper_groups": ["eyes"]}}}),
-                            "cpu")
+        StyleCLIP(text_model=ColourClip()).prepare(
+            StyleCLIP.make_config({"mapper_overrides": {"a smiling face": {"mapper_groups": ["eyes"]}}}), plan)
+    with pytest.raises(ConfigError, match=r"prompts\['a happy face'\]: .* the scorer has no attribute 'happy'"):
+        StyleCLIP(text_model=ColourClip()).prepare(StyleCLIP.make_config({"prompts": {"a happy face": "happy+"}}),
+                                                   plan)
+    probe_seeds = len(np.intersect1d(np.arange(2000), parse_seeds(StyleCLIP.make_config({}).probe_seeds)))
+    few = replace(plan, seeds=np.arange(probe_seeds + 65))  # 65 outside the probe seeds: 64 held out
+    with pytest.raises(ConfigError, match="1 samples outside the probe seeds and the held-out ones"):
+        StyleCLIP(text_model=ColourClip()).prepare(StyleCLIP.make_config({}), few)
+    StyleCLIP(text_model=ColourClip()).prepare(StyleCLIP.make_config({"alpha": 2.0}), few)  # alpha given
+    with pytest.raises(ConfigError, match="needs an attribute scorer"):
+        StyleCLIP(text_model=ColourClip()).prepare(StyleCLIP.make_config({}), replace(plan, scorer=None))
 
 
 # ----- sg3probe edit --text -----------------------------------------------------------------------
