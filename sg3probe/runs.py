@@ -2,7 +2,7 @@
 
     reports/00003-disentanglement-toyfaces/
         run.json       argv, resolved config, seeds, model path + sha256, versions, device,
-                       plugins, start/end, timings, status ("running" -> "complete" | "failed")
+                       plugins, start/end, timings, status ("running" -> "complete" | "failed" | "interrupted")
         config.toml    the resolved config; `--config config.toml` runs it again
         run.log        the log
         samples/ results/<analyzer>/ report.html
@@ -100,7 +100,7 @@ class Run:
 
     `config` is the resolved config as a dict (``ResolvedConfig.to_dict()``); it goes into run.json
     and config.toml. Use as a context manager; leaving it normally marks the run complete, leaving it by an
-    exception marks it failed with that exception's message (and lets the exception go on)::
+    exception marks it failed with that exception's message (interrupted for Ctrl-C) and lets it go on::
 
         with Run(folder, argv=sys.argv, config=resolved.to_dict(), device="cpu") as run:
             with run.timing("sample"):
@@ -143,6 +143,9 @@ class Run:
         try:
             if error is None:
                 self.finish("complete")
+            elif isinstance(error, KeyboardInterrupt):
+                self.log.error("run interrupted")
+                self.finish("interrupted", error="stopped by Ctrl-C or SIGINT; run the same command again to resume")
             else:
                 message = " ".join(str(error).split()) or exc_type.__name__
                 self.log.error("run failed: %s: %s", exc_type.__name__, message)
@@ -173,7 +176,7 @@ class Run:
             self.write()
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """Mark the run complete or failed and record the end time."""
+        """Mark the run complete, failed or interrupted and record the end time."""
         self.record.update(status=status, ended=_now(),
                            seconds=round(time.perf_counter() - self._started, 3))
         if error is not None:

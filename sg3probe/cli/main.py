@@ -9,8 +9,33 @@ import click
 from sg3probe.errors import Sg3probeError
 
 
+EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by SIGINT (128 + 2)
+
+
 class _Group(click.Group):
-    """A click group that turns our errors into one line on stderr and a non-zero exit."""
+    """A click group that turns our errors, click's usage errors and Ctrl-C into one line on stderr
+    and a non-zero exit."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:  # the caller handles click's exceptions itself
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as error:  # `sg3probe` alone: the help, as click shows it
+            error.show()
+            sys.exit(error.exit_code)
+        except click.UsageError as error:  # a missing argument, an unknown option, a bad value
+            where = f"; see `{error.ctx.command_path} -h`" if error.ctx is not None else ""
+            click.echo(f"error: {error.format_message().rstrip('.')}{where}", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            click.echo(f"error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except click.exceptions.Abort:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
+            click.echo("error: interrupted; what was written so far is kept (run the same `sg3probe run` or "
+                       "`sg3probe sample` again to resume)", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)  # an explicit ctx.exit(n), or 0
 
     def invoke(self, ctx: click.Context):
         try:
@@ -25,6 +50,12 @@ class _Group(click.Group):
         except BrokenPipeError:  # the reader went away (`sg3probe analyzers | head`): not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
             sys.exit(141)  # what a process killed by SIGPIPE returns in a shell
+        except OSError as error:  # a path we cannot read or write, a full disk: the user's to fix
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            what = f"{error.filename}: {error.strerror}" if error.filename and error.strerror else str(error)
+            click.echo(f"error: {what}; check the path, its permissions and the free disk space", err=True)
+            sys.exit(1)
         except Exception as error:  # a bug, or a failure we did not foresee: still one line
             if ctx.obj and ctx.obj.get("debug"):
                 raise

@@ -73,6 +73,15 @@ def test_failed_run_records_the_error_and_reraises(tmp_path):
     assert "run failed" in (folder / "run.log").read_text()
 
 
+def test_interrupted_run_says_so_and_reraises(tmp_path):
+    folder = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        with Run(folder, argv=[]):
+            raise KeyboardInterrupt
+    record = json.loads((folder / "run.json").read_text())
+    assert record["status"] == "interrupted" and "run the same command again" in record["error"]
+
+
 def test_read_run_of_a_plain_folder_is_a_clear_error(tmp_path):
     with pytest.raises(RunFolderError, match="not a run folder"):
         read_run(tmp_path)

@@ -1,0 +1,47 @@
+"""The `sg3probe` group: click's usage errors, Ctrl-C and file-system errors as one line with a fitting exit."""
+import pytest
+from click.testing import CliRunner
+
+from sg3probe.cli.main import EXIT_INTERRUPTED, cli
+
+
+def _lines(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["edit"], "error: Missing option '--outdir'; see `sg3probe edit -h`"),
+    (["--bogus"], "error: No such option '--bogus'; see `sg3probe -h`"),
+    (["generate", "--batch", "0", "--outdir", "o"], "'--batch': 0 is not in the range x>=1; see `sg3probe generate -h`"),
+    (["report", "/no/such/run"], "Directory '/no/such/run' does not exist; see `sg3probe report -h`"),
+    (["toy", "--nope"], "No such option '--nope'; see `sg3probe toy -h`"),
+])
+def test_usage_errors_are_one_line_with_where_to_look(args, message):
+    result = CliRunner().invoke(cli, args, prog_name="sg3probe")
+    assert result.exit_code == 2
+    assert len(_lines(result)) == 1 and message in _lines(result)[0], result.output
+
+
+def test_bare_command_shows_the_help():
+    result = CliRunner().invoke(cli, [], prog_name="sg3probe")
+    assert "Usage: sg3probe" in result.output and "Commands:" in result.output
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch):
+    import sg3probe.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sg3probe.pipeline, "run_analysis", interrupted)
+    result = CliRunner().invoke(cli, ["run", "disentanglement"])
+    assert result.exit_code == EXIT_INTERRUPTED == 130
+    assert _lines(result) == [_lines(result)[0]] and "interrupted" in _lines(result)[0], result.output
+
+
+def test_a_path_that_cannot_be_written_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = CliRunner().invoke(cli, ["generate", "--seeds", "0", "--outdir", str(blocker / "images")])
+    assert result.exit_code == 1
+    assert len(_lines(result)) == 1 and f"{blocker / 'images'}: " in _lines(result)[0], result.output
+    assert "check the path" in _lines(result)[0]
