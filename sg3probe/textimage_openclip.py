@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import inspect
 import logging
 import os
@@ -52,54 +53,34 @@ def import_open_clip():
 
 def resolve_options(checkpoint: str | Path | None, arch: str | None) -> tuple[Path, str]:
     """The checkpoint path and architecture from the arguments or the environment; one-line
-    errors when either is missing."""
+    errors when either is missing (saying also when the open_clip package is missing)."""
+    source = "the checkpoint option" if checkpoint else CHECKPOINT_ENV
     checkpoint = checkpoint or os.environ.get(CHECKPOINT_ENV) or None
     arch = arch or os.environ.get(ARCH_ENV) or None
     if checkpoint is None:
-        raise ConfigError(f"the openclip text-image model needs a local checkpoint file: set "
-                          f"{CHECKPOINT_ENV}=/path/to/open_clip_model.bin and {ARCH_ENV}=<arch, e.g. "
-                          f"ViT-B-32> (sg3probe never downloads weights; get the file once by hand)")
+        raise ConfigError(f"the openclip text-image model needs a local checkpoint file and its architecture: "
+                          f"give the options checkpoint=/path/to/open_clip_model.bin and arch=<e.g. ViT-B-32> "
+                          f"(`sg3probe edit --text-model-option KEY=VALUE`; in a run, styleclip.text_model_options or "
+                          f"scorer_options) "
+                          f"or set {CHECKPOINT_ENV} and {ARCH_ENV}; sg3probe never downloads weights, so get the "
+                          f"file once by hand{_package_note()}")
     path = Path(checkpoint).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"open_clip checkpoint {path} does not exist; download the weights file "
-                              f"of your model once by hand and point {CHECKPOINT_ENV} at it")
+        raise CheckpointError(f"open_clip checkpoint {path} (from {source}) does not exist; download the weights "
+                              f"file of your model once by hand and give its path{_package_note()}")
     if arch is None:
-        raise ConfigError(f"the openclip text-image model needs the architecture of {path.name}: set "
-                          f"{ARCH_ENV} to its open_clip model name (e.g. ViT-B-32; "
-                          f"`python -c \"import open_clip; print(open_clip.list_models())\"` lists them)")
+        raise ConfigError(f"the openclip text-image model needs the architecture of {path.name}: give the option "
+                          f"arch=<its open_clip model name, e.g. ViT-B-32> or set {ARCH_ENV} "
+                          f"(`python -c \"import open_clip; print(open_clip.list_models())\"` lists them)"
+                          f"{_package_note()}")
     return path, arch
 
 
-def read_state_dict(path: Path) -> dict[str, Any]:
-    """The model state dict in an open_clip weights file (plain, `state_dict` entry, DDP prefixes)."""
-    import torch
-
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except ImportError:
-        raise PluginError(f"reading {path.name} needs the safetensors package: pip install safetensors") from None
-    except Exception as error:  # a corrupt or foreign file: say so in one line
-        raise CheckpointError(f"{path} is not a readable open_clip weights file: {error}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not state:
-        raise CheckpointError(f"{path} holds no state dict (found {type(state).__name__})")
-    if all(key.startswith("module.") for key in state):
-        state = {key[len("module."):]: value for key, value in state.items()}
-    return state
-
-
-@functools.lru_cache(maxsize=None)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    # Keyed by size and mtime so that a replaced file is hashed again.
-    from sg3probe.checkpoints import file_sha256
-
-    return file_sha256(path)
+def _package_note() -> str:
+    """'' when open_clip can be imported; else what to install, to add to a message about the options."""
+    if importlib.util.find_spec("open_clip") is not None:
+        return ""
+    return f"; open_clip is not installed either: {INSTALL_HINT}"
 
 
 class OpenClipScorer(TextImageScorer):

@@ -67,7 +67,7 @@ class StyleSpace(Analyzer):
                                  f"{self.memory_mb}")
             if not 0 < self.threshold <= 1 or self.margin < 0:
                 raise ValueError(f"threshold must be in (0, 1] and margin >= 0; got {self.threshold}, {self.margin}")
-            parse_strengths(self.grid_alphas)
+            parse_strengths(self.grid_alphas, "grid_alphas")
 
     def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
         if ctx.scorer is None or not ctx.scorer.supports("segment"):

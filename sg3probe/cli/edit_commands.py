@@ -282,14 +282,14 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
         require_video()  # before any work, so that a missing PyAV costs nothing
     loaded = mapper = None
     if mapper_path is not None:
-        strengths = raw_strengths = parse_strengths(strength_text or "0,1")
+        strengths = raw_strengths = parse_strengths(strength_text or "0,1", "--strength")
     elif text is None:
         loaded = load_direction(direction)
-        strengths = parse_strengths(strength_text or "-3:3:7")
+        strengths = parse_strengths(strength_text or "-3:3:7", "--strength")
         raw_strengths = loaded.raw_strengths(strengths, raw)
     else:
         if alpha_text is not None:
-            parse_strengths(alpha_text)  # a bad --alpha fails before any work
+            parse_strengths(alpha_text, "--alpha")  # a bad --alpha fails before any work
         raw = True  # alpha multiplies delta_s as it is
     model = load_model(model_source, device)
     G = model.generator
@@ -303,7 +303,7 @@ def edit(direction, model_source, seeds, latent_paths, store_path, strength_text
                                       alpha_sigmas, batch_size)
             strengths = raw_strengths = np.asarray([0.0, alpha])
         else:
-            strengths = raw_strengths = parse_strengths(alpha_text)
+            strengths = raw_strengths = parse_strengths(alpha_text, "--alpha")
         direction = save_direction(loaded, outdir / "direction.npy")
     if mapper_path is not None:
         mapper = _load_mapper(mapper_path, G, model)
