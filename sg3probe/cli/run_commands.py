@@ -74,18 +74,20 @@ def sample(model_source, seeds, spaces, truncation_psi, truncation_cutoff, trans
     from sg3probe.sampling.sampler import SamplingSpec, sample_to_store
 
     space_list = tuple(s.strip() for s in spaces.split(",") if s.strip())
-    unknown = [s for s in space_list if s not in ("z", "w", "wplus", "s")]
-    if unknown or not space_list:
-        raise ConfigError(f"--spaces {spaces!r}: unknown {unknown}; accepted: z, w, wplus, s")
+    if not space_list:
+        raise ConfigError(f"--spaces {spaces!r}: give one or more of z, w, wplus, s")
+    try:  # before the model loads: a bad setting fails at once
+        spec = SamplingSpec(seeds=seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                            spaces=space_list, transforms=transforms, pseudo_align=pseudo_align,
+                            batch_size=batch_size, shard_size=shard_size)
+    except ValueError as error:
+        raise ConfigError(f"sg3probe sample: {error}") from None
     model = load_model(model_source, device)
     options = parse_options(scorer_options, "--scorer-option")
     if options and not scorer:
         raise ConfigError("--scorer-option needs --scorer")
     scorer_obj = (get_plugin_manager().build_scorer(scorer, str(model.generator.device), options)
                   if scorer else None)
-    spec = SamplingSpec(seeds=seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                        spaces=space_list, transforms=transforms, pseudo_align=pseudo_align,
-                        batch_size=batch_size, shard_size=shard_size)
     store = sample_to_store(out, model.generator, spec, scorer_obj, model_sha256=model.sha256)
     click.echo(f"{out}: {len(store)} samples, arrays {', '.join(store.arrays)}")
 
