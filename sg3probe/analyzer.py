@@ -31,6 +31,7 @@ from sg3probe.config import from_dict
 from sg3probe.errors import ConfigError
 from sg3probe.results import AnalysisResult
 from sg3probe.scorer import Scorer
+from sg3probe.steps import SavedSteps
 
 SPACES = ("z", "w", "wplus", "s")
 MODEL_ROLES = ("aligned", "unaligned")
@@ -160,6 +161,11 @@ class AnalysisContext:
             raise ConfigError(f"this run has no {role!r} model (it has "
                               f"{', '.join(self.generators) or 'none'}); set Needs.models")
         return self.generators[role]
+
+    def saved_steps(self, key: Any) -> SavedSteps:
+        """The finished steps of this analysis saved in work_dir under `key` (see sg3probe.steps), so that
+        a rerun after an interrupt takes them instead of computing them again."""
+        return SavedSteps(Path(self.work_dir) / "steps", key)
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """A numpy Generator seeded from the run seed (and a stream number for independence)."""

@@ -1,20 +1,23 @@
 """The `interfacegan` analyzer: attribute boundaries, their edits, side effects and layer ranges."""
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+import sg3probe
 from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan
 from sg3probe.boundaries import Boundary, class_sizes, conditional_boundary, train_boundary
 from sg3probe.editing import Direction, format_layers, parse_layers, parse_strengths
 from sg3probe.errors import ConfigError
 from sg3probe.models.transforms import batch_inverse_transforms
 from sg3probe.results import AnalysisResult, Section
+from sg3probe.steps import StepRecord
 from sg3probe_interfacegan import figures
 from sg3probe_interfacegan.effects import (EditBench, View, change_rate, forward_rows, mean_shift,
                                            target_response)
@@ -134,7 +137,6 @@ class _Study:
         self.rows: dict[str, list[dict]] = {k: [] for k in (
             "boundaries", "edits", "reach", "entanglement", "conditional", "layers", "attribute rows", "curves",
             "pixels", "timings", "not studied")}
-        self.figures: dict = {}
         self.arrays: dict[str, np.ndarray] = {}
         self.grids: dict[str, dict[str, np.ndarray]] = {}
         self.correlations: dict[str, pd.DataFrame] = {}
@@ -142,6 +144,51 @@ class _Study:
 
     # ----- one model ---------------------------------------------------------------------------
     def run_role(self, role: str, samples) -> None:
+        """Study one model, or take its finished study from the work folder (a rerun after an interrupt)."""
+        seeds = np.ascontiguousarray(samples["seeds"], dtype=np.int64)
+        steps = self.ctx.saved_steps({"config": asdict(self.cfg), "model": _model_sha256(samples),
+                                      "seeds": hashlib.sha256(seeds.tobytes()).hexdigest(), "seed": self.ctx.seed,
+                                      "scorer": self.scorer.name, "sg3probe": sg3probe.__version__})
+        saved = steps.get(role)
+        if saved is not None:
+            self._restore(saved)
+            self.ctx.log.info("interfacegan: the %s model's study is taken from %s", role, steps.folder)
+            return
+        mark = self._mark()
+        self._study_role(role, samples)
+        steps.put(role, self._since(mark))
+
+    def _mark(self) -> dict:
+        return {"rows": {name: len(rows) for name, rows in self.rows.items()}, "arrays": set(self.arrays),
+                "grids": set(self.grids), "correlations": set(self.correlations)}
+
+    def _since(self, mark: dict) -> StepRecord:
+        """What the study added since `mark`, as a step record (grids and correlations as tables and arrays)."""
+        tables = {name: rows[mark["rows"][name]:] for name, rows in self.rows.items()}
+        arrays = {name: value for name, value in self.arrays.items() if name not in mark["arrays"]}
+        tables["_grids"] = []
+        for title in (t for t in self.grids if t not in mark["grids"]):
+            for label, grid in self.grids[title].items():
+                key = f"_grid {len(tables['_grids'])}"
+                tables["_grids"].append({"title": title, "label": label, "array": key})
+                arrays[key] = grid
+        tables["_correlations"] = [{"role": role, "matrix": corr.to_dict(orient="split")}
+                                   for role, corr in self.correlations.items() if role not in mark["correlations"]]
+        return StepRecord(tables=tables, arrays=arrays)
+
+    def _restore(self, saved: StepRecord) -> None:
+        for name, rows in saved.tables.items():
+            if not name.startswith("_"):
+                self.rows[name].extend(rows)
+        for row in saved.tables["_grids"]:
+            self.grids.setdefault(row["title"], {})[row["label"]] = saved.arrays[row["array"]]
+        for row in saved.tables["_correlations"]:
+            matrix = row["matrix"]
+            self.correlations[row["role"]] = pd.DataFrame(matrix["data"], index=matrix["index"],
+                                                          columns=matrix["columns"])
+        self.arrays.update({name: value for name, value in saved.arrays.items() if not name.startswith("_grid ")})
+
+    def _study_role(self, role: str, samples) -> None:
         cfg, ctx = self.cfg, self.ctx
         G = ctx.generator(role)
         started = time.perf_counter()

@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -443,3 +444,37 @@ def test_prepare_refuses_a_run_it_cannot_finish_before_any_sampling():
         InterFaceGAN.make_config({"ratio": -1})
     with pytest.raises(ConfigError, match="layer_ranges.fine: layers '8-x'"):
         InterFaceGAN.make_config({"layer_ranges": {"fine": "8-x"}})
+
+
+def test_a_rerun_takes_each_finished_model_from_the_work_folder(tmp_path, monkeypatch):
+    from sg3probe.analyzer import AnalysisContext, InMemorySampleSet
+    from sg3probe_interfacegan import analyzer as module
+
+    G, scorer = _RowsGenerator(), _ChannelScorer()
+    w = torch.from_numpy(np.random.default_rng(1).standard_normal((200, 8)).astype(np.float32))
+    ws = w[:, None].repeat(1, 6, 1)
+    samples = InMemorySampleSet({"seeds": np.arange(200), "w": w.numpy(), "wplus": ws.numpy(),
+                                 "scores": scorer.score(G.synthesis(ws))})
+    settings = {"edit_samples": 20, "strengths": "-2:2:3", "layer_roles": ["aligned"], "layer_samples": 4,
+                "single_layers": False, "grid_samples": 1, "unaligned_views": ["natural"]}
+    ctx = AnalysisContext(generators={"aligned": G, "unaligned": G}, work_dir=tmp_path, scorer=scorer)
+    both = {"aligned": samples, "unaligned": samples}
+    first = module.InterFaceGAN().analyze(both, ctx, module.InterFaceGAN.make_config(settings))
+
+    studied = []
+    real_study = module._Study._study_role
+    monkeypatch.setattr(module._Study, "_study_role", lambda self, role, s: (studied.append(role),
+                                                                              real_study(self, role, s)))
+    again = module.InterFaceGAN().analyze(both, ctx, module.InterFaceGAN.make_config(settings))
+    assert studied == []  # both models taken from work/steps
+    assert first.metrics == again.metrics and set(first.figures) == set(again.figures)
+    for name, table in first.tables.items():
+        pd.testing.assert_frame_equal(table, again.tables[name], check_dtype=False)
+    for name, array in first.arrays.items():
+        np.testing.assert_array_equal(array, again.arrays[name])
+
+    (tmp_path / "steps" / "unaligned.json").unlink()  # as if interrupted during the unaligned model
+    module.InterFaceGAN().analyze(both, ctx, module.InterFaceGAN.make_config(settings))
+    assert studied == ["unaligned"]
+    module.InterFaceGAN().analyze(both, ctx, module.InterFaceGAN.make_config({**settings, "strengths": "-3:3:3"}))
+    assert studied == ["unaligned", "aligned", "unaligned"]  # other settings: studied again
