@@ -558,8 +558,6 @@ class _Push:
         return self._effects[key]
 
 
-
-
 def _decision_sides(values: np.ndarray) -> tuple[np.ndarray, int]:
     """The finite binary scores, and how many of them fall on the rarer side of the decision at 0."""
     valid = values[np.isfinite(values)]
