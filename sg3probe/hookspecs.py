@@ -33,9 +33,10 @@ class ModelEntry:
     kind: str  # e.g. "stylegan3-t", "stylegan3-r": what the loader builds
     resolution: int
     path: Path  # the weights file on this machine
-    sha256: str  # of the file at `path`, checked before loading
+    sha256: str  # of the file at `path`, checked before loading ('' = not checked)
     description: str = ""
-    # Called as loader(entry, device) -> Generator; None means the core's default checkpoint loader.
+    # Called as loader(entry, device) -> Generator (after the sha256 check); None means the core's
+    # checkpoint readers (NVIDIA .pkl or sg3probe checkpoint).
     loader: Callable[["ModelEntry", Any], Any] | None = None
 
 

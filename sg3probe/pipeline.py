@@ -87,10 +87,16 @@ def run_schema(analyzer_cls) -> type:
     return with_sections(CoreConfig, {config_section(analyzer_cls.name): analyzer_cls.Config})
 
 
-def _refuse_another_analyzers_run(folder: Path, name: str) -> None:
-    """A ConfigError if `folder` holds the run of another analyzer (rerunning the same one resumes it)."""
+def _check_out_folder(folder: Path, name: str) -> None:
+    """A ConfigError unless `folder` is new, empty, or a run of the same analyzer (which a rerun resumes):
+    never overwrite another analyzer's run or a folder of the user's own files."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder} is a file, not a folder; give a new or empty folder")
+    if not folder.is_dir() or {entry.name for entry in folder.iterdir()} <= {"samples"}:
+        return  # new, empty, or stopped after its stores were opened and before run.json was written
     if not (folder / RUN_FILE).exists():
-        return
+        raise ConfigError(f"--out {folder} is not empty and holds no {RUN_FILE}: it is not a run folder, and a run "
+                          "would overwrite its files; give a new or empty folder")
     earlier = read_run(folder).get("analyzers", [])
     if earlier and earlier != [name]:
         raise ConfigError(f"{folder} holds a run of {', '.join(earlier)}, not {name}: give another --out "
@@ -140,7 +146,7 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
                                            roles=tuple(roles), scorer=scorer))
 
     folder = Path(out) if out else allocate_run_dir(root, name, Path(models[roles[0]].source).stem)
-    _refuse_another_analyzers_run(folder, name)
+    _check_out_folder(folder, name)
     # Open (or resume) every store before run.json is written: a store of other settings is refused
     # while the folder still records the run that made it.
     stores = {role: open_sample_store(folder / "samples" / role, model.generator,

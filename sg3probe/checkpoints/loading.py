@@ -21,7 +21,7 @@ class LoadedModel:
     source: str
     path: Path
     sha256: str
-    format: str  # 'nvidia-pickle' | 'sg3probe'
+    format: str  # 'nvidia-pickle' | 'sg3probe' | 'zoo loader'
     metadata: dict = field(default_factory=dict)
 
 
@@ -33,9 +33,9 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _zoo_path(name: str) -> Path | None:
-    from sg3probe.zoo import find_model_file
-    return find_model_file(name)
+def _zoo_entry(name: str):
+    from sg3probe.zoo import find_model_entry
+    return find_model_entry(name)
 
 
 def _available(kind: str) -> bool:
@@ -62,30 +62,42 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def load_model(source: str | Path, device: str | torch.device | None = None) -> LoadedModel:
-    """Load a generator from a path (NVIDIA .pkl or sg3probe checkpoint) or a model-zoo name."""
+    """Load a generator from a path (NVIDIA .pkl or sg3probe checkpoint) or a model-zoo name.
+
+    A zoo entry's file must have the entry's sha256 (when it gives one); its `loader`, when set,
+    builds the generator instead of the checkpoint readers."""
     path = Path(source).expanduser()
+    entry = None
     if not path.exists():
-        zoo_path = _zoo_path(str(source))
-        if zoo_path is None:
+        entry = _zoo_entry(str(source))
+        if entry is None:
             from sg3probe.zoo import model_names
             raise ModelNotFoundError(f"model {source!r} is neither a file nor a zoo name; "
                                      f"zoo: {', '.join(model_names()) or '(empty)'}; see `sg3probe models`")
-        path = zoo_path
+        path = Path(entry.path).expanduser()
         if not path.is_file():
             raise ModelNotFoundError(f"zoo model {str(source)!r} is registered, but its weights file {path} "
                                      "is missing; reinstall the plugin that provides it or retrain it")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give the checkpoint file inside it")
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if head.startswith(b"PK"):
-        generator, metadata = load_native(path)
-        fmt = "sg3probe"
+    sha256 = file_sha256(path)
+    if entry is not None and entry.sha256 and entry.sha256.lower() != sha256:
+        raise CheckpointError(f"zoo model {entry.name!r}: {path} has sha256 {sha256[:12]}..., but the entry says "
+                              f"{entry.sha256[:12]}...; the file was changed or replaced: restore it, or fix the "
+                              "sha256 of the plugin's ModelEntry")
+    if entry is not None and entry.loader is not None:
+        generator, metadata, fmt = entry.loader(entry, resolve_device(device)), {}, "zoo loader"
     else:
-        generator = generator_from_snapshot(read_snapshot(path), path)
-        metadata, fmt = {}, "nvidia-pickle"
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        if head.startswith(b"PK"):
+            generator, metadata = load_native(path)
+            fmt = "sg3probe"
+        else:
+            generator = generator_from_snapshot(read_snapshot(path), path)
+            metadata, fmt = {}, "nvidia-pickle"
     generator = generator.to(resolve_device(device))
-    return LoadedModel(generator, str(source), path, file_sha256(path), fmt, metadata)
+    return LoadedModel(generator, str(source), path, sha256, fmt, metadata)
 
 
 def load_generator(source: str | Path, device: str | torch.device | None = None):

@@ -109,6 +109,19 @@ def test_bad_sampling_settings_fail_before_a_run_folder_is_made(tmp_path, monkey
     assert not (tmp_path / "reports").exists()
 
 
+def test_out_must_be_new_empty_or_a_run_folder(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.html").write_text("<p>my notes</p>")
+    result = _invoke("run", "disentanglement", "--out", mine)
+    assert result.exit_code != 0 and "is not empty and holds no run.json" in result.output, result.output
+    assert (mine / "report.html").read_text() == "<p>my notes</p>" and len(list(mine.iterdir())) == 1
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    result = _invoke("run", "disentanglement", "--out", afile)
+    assert result.exit_code != 0 and "is a file, not a folder" in result.output, result.output
+
+
 def test_sampler_rows_do_not_depend_on_batching_or_sharding(tmp_path, t64):
     G = t64.generator_from_weights()
     a = sample_to_store(tmp_path / "a", G, SamplingSpec(seeds="0-9", batch_size=3, shard_size=4,

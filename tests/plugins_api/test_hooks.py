@@ -81,6 +81,37 @@ def test_hook_register_models(manager, tmp_path: Path):
     assert manager.get_model("toyfaces") is entry
 
 
+def test_a_zoo_entry_is_loaded_only_with_its_sha256_and_through_its_loader(t64, monkeypatch):
+    import sg3probe.zoo
+    from sg3probe.checkpoints import file_sha256, load_model
+    from sg3probe.errors import CheckpointError
+
+    entries = {}
+    monkeypatch.setattr(sg3probe.zoo, "find_model_entry", entries.get)
+    real = file_sha256(t64.pickle_path)
+    entries["right"] = ModelEntry(name="right", kind="stylegan3-t", resolution=64, path=t64.pickle_path,
+                                  sha256=real.upper())
+    assert load_model("right").sha256 == real
+    entries["wrong"] = ModelEntry(name="wrong", kind="stylegan3-t", resolution=64, path=t64.pickle_path,
+                                  sha256="0" * 64)
+    with pytest.raises(CheckpointError, match=f"zoo model 'wrong': .* has sha256 {real[:12]}.*entry says 000000"):
+        load_model("wrong")
+    calls = []
+
+    def loader(entry, device):
+        calls.append((entry.name, str(device)))
+        return load_model(t64.pickle_path).generator
+    entries["custom"] = ModelEntry(name="custom", kind="stylegan3-t", resolution=64, path=t64.pickle_path,
+                                   sha256=real, loader=loader)
+    loaded = load_model("custom", "cpu")
+    assert calls == [("custom", "cpu")] and loaded.format == "zoo loader" and loaded.sha256 == real
+    entries["custom-wrong"] = ModelEntry(name="custom-wrong", kind="stylegan3-t", resolution=64,
+                                         path=t64.pickle_path, sha256="1" * 64, loader=loader)
+    with pytest.raises(CheckpointError, match="entry says 111111"):
+        load_model("custom-wrong")
+    assert len(calls) == 1  # the hash is checked before the loader runs
+
+
 def test_hook_register_commands(manager):
     class Plugin:
         @hookimpl

@@ -163,7 +163,7 @@ def test_missing_model_file_registers_and_fails_clearly_when_loaded(tmp_path, mo
     entry = manager.get_model("toyfaces-aligned")
     assert entry.sha256 == "" and "missing" in entry.description
     import sg3probe.zoo
-    monkeypatch.setattr(sg3probe.zoo, "find_model_file", lambda name: entry.path)
+    monkeypatch.setattr(sg3probe.zoo, "find_model_entry", lambda name: entry)
     with pytest.raises(ModelNotFoundError, match="weights file .* is missing"):
         sg3probe.load_generator("toyfaces-aligned")
 
