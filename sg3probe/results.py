@@ -124,6 +124,7 @@ class ResultWriter:
                               f"{error}") from None
         self.results_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=self.results_dir))
+        staging.chmod(_folder_mode())  # mkdtemp makes it private (0700); results are as readable as the run folder
         try:
             manifest = self._write_items(staging, analyzer, result)
             manifest["metrics"] = "metrics.json"
@@ -202,6 +203,13 @@ def _unique_files(result: AnalysisResult) -> dict[tuple[str, str], str]:
             taken.add(candidate.lower())
             files[kind, name] = f"{kind}/{candidate}{suffix}"
     return files
+
+
+def _folder_mode() -> int:
+    """The mode os.mkdir gives a new folder under the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
+from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan
 from sg3probe.errors import ConfigError
 from sg3probe.models.transforms import inverse_transform
 from sg3probe.results import AnalysisResult
@@ -58,6 +58,10 @@ class Rotation(Analyzer):
             if self.batch_size < 1 or self.refine < 0 or self.strip_columns < 1:
                 raise ValueError("batch_size and strip_columns must be >= 1, refine >= 0")
 
+    def prepare(self, cfg, plan: RunPlan) -> None:
+        """The seed count, before sampling: a rerun with more seeds would meet a store of the old ones."""
+        _check_count(len(plan.seeds))
+
     def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
         scorer = ctx.scorer
         ablation_rows, alignment_rows, check_rows = [], [], []
@@ -68,10 +72,8 @@ class Rotation(Analyzer):
             ws_all = torch.from_numpy(np.asarray(role_samples["wplus"], dtype=np.float32))  # [N, num_ws, w_dim]
             transforms_all = torch.from_numpy(np.asarray(role_samples["transforms"], dtype=np.float32))  # [N, 3, 3]
             seeds = np.asarray(role_samples["seeds"])
+            _check_count(len(ws_all))
             count = min(cfg.samples, len(ws_all) - 1)
-            if count < 2:
-                raise ConfigError(f"the rotation analyzer needs at least 3 sampled seeds per model, got {len(ws_all)}; "
-                                  "sample more (--seeds)")
             targets = self._targets(cfg, G.num_ws)
             rows = self._ablations(G, scorer, ws_all, transforms_all, count, targets, cfg, ctx, role, stream)
             for row in rows:
@@ -249,3 +251,10 @@ class Rotation(Analyzer):
                 (f"pose changes, content held: {label} of each, the rest of sample 0", images[2]),
                 (f"sample 0 under a user rotation of {angles[0]:g}..{angles[-1]:g} deg", images[3])]
         return image_strips(rows, f"{role} model: pose codes {label}")
+
+
+def _check_count(seeds: int) -> None:
+    """The ablations use up to `samples` seeds and one more as the fixed sample: at least 3 in all."""
+    if seeds < 3:
+        raise ConfigError(f"the rotation analyzer needs at least 3 sampled seeds per model, got {seeds}; "
+                          "sample more (--seeds)")

@@ -254,3 +254,14 @@ def test_pose_rows_hold_the_early_codes_that_stand_out_not_the_noise_floor():
     # Nothing stands out (an aligned model), or nothing measured: the paper's ws[0..1].
     assert pose_rows(rows(noise), 16).label == "0-1"
     assert pose_rows(pd.DataFrame(columns=["kind", "mode", "first", "rotation_share"]), 16).label == "0-1"
+
+
+def test_too_few_seeds_fail_before_sampling(tmp_path):
+    from sg3probe.analyzer import RunPlan
+    from sg3probe.errors import ConfigError
+    from sg3probe_rotation.analyzer import Rotation
+
+    cfg = Rotation.make_config({})
+    Rotation().prepare(cfg, RunPlan(seeds=np.arange(3)))
+    with pytest.raises(ConfigError, match="at least 3 sampled seeds per model, got 2"):
+        Rotation().prepare(cfg, RunPlan(seeds=np.arange(2)))

@@ -45,6 +45,12 @@ def test_round_trip(tmp_path):
     assert json.loads((folder / "metrics.json").read_text())["n_samples"] == 1000
 
 
+def test_a_result_folder_is_as_readable_as_a_folder_made_beside_it(tmp_path):
+    folder = ResultWriter(tmp_path).write("disentanglement", fixed_result())
+    (tmp_path / "beside").mkdir()
+    assert folder.stat().st_mode & 0o777 == (tmp_path / "beside").stat().st_mode & 0o777  # not mkdtemp's 0700
+
+
 def test_multiindex_columns_round_trip(tmp_path):
     columns = pd.MultiIndex.from_tuples([("w", "D"), ("w", "C"), ("s", "D")])
     table = pd.DataFrame(np.arange(6.0).reshape(2, 3), columns=columns,
