@@ -154,6 +154,17 @@ class AnalysisContext:
     seed: int = 0  # for the analyzer's own randomness (splits, bootstraps)
     progress: Callable[..., Any] = SilentProgress  # tqdm-like: progress(iterable, total=, desc=)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("sg3probe.analyzer"))
+    run_dir: Path | None = None  # the run folder, when the analysis runs in one
+
+    def shown_path(self, path: str | Path) -> str:
+        """`path` as results should name it: relative to the run folder when inside it, so a moved or copied
+        run folder still names its own files; otherwise as given."""
+        if self.run_dir is not None:
+            try:
+                return Path(path).resolve().relative_to(Path(self.run_dir).resolve()).as_posix()
+            except ValueError:
+                pass
+        return str(path)
 
     def generator(self, role: str = "aligned") -> Any:
         """The generator of a model role; a ConfigError if this run has none for it."""

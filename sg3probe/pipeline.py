@@ -168,7 +168,8 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
             _write_grid(G, folder / "samples" / f"{role}.png", config.grid_size, config.sampling.truncation_psi)
         ctx = AnalysisContext(generators={r: m.generator for r, m in models.items()},
                               work_dir=folder / "work" / analyzer_cls.name, scorer=scorer, device=str(device),
-                              seed=config.seed, progress=_progress_factory(progress), log=run.log.getChild(name))
+                              seed=config.seed, progress=_progress_factory(progress), log=run.log.getChild(name),
+                              run_dir=folder)
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
         with run.timing(f"analyze {name}"):
             result = analyzer.analyze(samples, ctx, analyzer_cfg)

@@ -475,7 +475,7 @@ class _Study:
         metrics = self._metrics(tables)
         sections = [
             Section("Boundaries", "Linear SVM (C=1) between the top and bottom share of each attribute's scores; "
-                    f"the boundary files (direction .npy + JSON) are in {self.boundary_dir}; apply them with "
+                    f"the boundary files (direction .npy + JSON) are in {self._boundary_place()}; apply them with "
                     "`sg3probe edit`.", tables=["boundaries"]),
             Section("Edit response", "Held-out samples edited at each strength (in stds of the projection onto the "
                     "normal). success: a binary decision crosses 0 between the ends, a continuous value rises by "
@@ -509,8 +509,12 @@ class _Study:
                               summary=_reading(tables, self.strengths), title="InterFaceGAN boundaries and edits",
                               sections=sections)
 
+    def _boundary_place(self) -> str:
+        shown = self.ctx.shown_path(self.boundary_dir)
+        return shown if Path(shown).is_absolute() else f"{shown} of the run folder"
+
     def _metrics(self, tables) -> dict:
-        metrics: dict = {"strengths": self.strengths.tolist(), "boundary_dir": str(self.boundary_dir)}
+        metrics: dict = {"strengths": self.strengths.tolist(), "boundary_dir": self.ctx.shown_path(self.boundary_dir)}
         for row in self.rows["boundaries"]:
             metrics.setdefault("boundaries", {}).setdefault(row["model"], {}).setdefault(row["space"], {})[
                 row["attribute"]] = {"validation_accuracy": row["validation_accuracy"],

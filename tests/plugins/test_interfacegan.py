@@ -304,6 +304,7 @@ def test_analyzer_runs_end_to_end_on_t64(tmp_path, t64):
     folder = out / "results" / "interfacegan"
     metrics = json.loads((folder / "metrics.json").read_text())
     assert set(metrics["boundaries"]) == {"aligned", "unaligned"}
+    assert metrics["boundary_dir"] == "work/interfacegan/boundaries"  # inside the run folder, so it may move
     assert set(metrics["edits"]) == {"aligned", "unaligned (transformed)"}
     accuracy = metrics["boundaries"]["aligned"]["w"]["bright"]["validation_accuracy"]
     assert 0 <= accuracy <= 1
