@@ -157,7 +157,10 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
     record = dict(analyzers=[name], device=str(device), threads=threads, seeds=config.sampling.seeds, plugins=plugins,
                   model={role: {"name": m.source, "path": str(m.path), "sha256": m.sha256} for role, m in models.items()},
                   scorer=config.scorer if scorer else None)
-    with Run(folder, argv=argv if argv is not None else sys.argv, config=resolved.to_dict(), **record) as run:
+    # The thread count the run used, not 0 ("one per core") or an environment variable: results follow it,
+    # and config.toml must reproduce the run on another machine.
+    recorded = {**resolved.to_dict(), "threads": threads}
+    with Run(folder, argv=argv if argv is not None else sys.argv, config=recorded, **record) as run:
         samples = {}
         for role, model in models.items():
             G = model.generator

@@ -37,17 +37,28 @@ def _invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def test_disentanglement_run_writes_results_and_report(tmp_path, t64):
+def test_disentanglement_run_writes_results_and_report(tmp_path, t64, monkeypatch):
+    import torch
+
+    from sg3probe.config import load_toml
+
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "halves_scorer.py").write_text(SCORER_PLUGIN)
     out = tmp_path / "run"
-    result = _invoke("run", "disentanglement", "--model", t64.pickle_path, "--scorer", "halves", "--seeds", "0-159",
-                     "--plugins-dir", plugins, "--out", out, "--set", "disentanglement.per_layer=false",
-                     "--set", "grid_size=4")
+    monkeypatch.setenv("SG3PROBE_THREADS", "1")
+    threads = torch.get_num_threads()
+    try:
+        result = _invoke("run", "disentanglement", "--model", t64.pickle_path, "--scorer", "halves",
+                         "--seeds", "0-159", "--plugins-dir", plugins, "--out", out,
+                         "--set", "disentanglement.per_layer=false", "--set", "grid_size=4")
+    finally:
+        torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "complete" and run["model"]["aligned"]["sha256"] == t64.meta["pickle"]["sha256"]
+    # The thread count the run used, though it came from the environment: config.toml reproduces the run.
+    assert run["threads"] == 1 and load_toml(out / "config.toml")["threads"] == 1
     assert "versions" in run and run["seeds"] == "0-159"
     spaces = (out / "results" / "disentanglement" / "tables").glob("spaces*.csv")
     table = next(spaces).read_text()
