@@ -25,21 +25,22 @@ def run(analyzer, model, unaligned_model, scorer, seeds, config_file, sets, out,
     """Run ANALYZER (see `sg3probe analyzers`) and write a run folder with report.html.
 
     Every setting of the run, with its default: `sg3probe analyzers ANALYZER`."""
+    from sg3probe.errors import ConfigError
     from sg3probe.pipeline import run_analysis
 
+    # The options are shortcuts for --set keys; a key given both ways would leave one of them unused.
+    shortcuts = {"models.aligned": ("--model", model), "models.unaligned": ("--unaligned-model", unaligned_model),
+                 "scorer": ("--scorer", scorer), "sampling.seeds": ("--seeds", seeds), "device": ("--device", device)}
+    set_keys = {item.partition("=")[0].strip() for item in sets}
     overrides = list(sets)
-    if model is not None:
-        overrides.append(f"models.aligned={_toml_string(model)}")
-        if unaligned_model is None:  # a user's own model: do not pair it with the toy world's
-            overrides.append('models.unaligned=""')
-    if unaligned_model is not None:
-        overrides.append(f"models.unaligned={_toml_string(unaligned_model)}")
-    if scorer is not None:
-        overrides.append(f"scorer={_toml_string(scorer)}")
-    if seeds is not None:
-        overrides.append(f"sampling.seeds={_toml_string(seeds)}")
-    if device is not None:
-        overrides.append(f"device={_toml_string(device)}")
+    for key, (option, value) in shortcuts.items():
+        if value is None:
+            continue
+        if key in set_keys:
+            raise ConfigError(f"{option} and --set {key}=... both give {key}; give one of them")
+        overrides.append(f"{key}={_toml_string(value)}")
+    if model is not None and unaligned_model is None and "models.unaligned" not in set_keys:
+        overrides.append('models.unaligned=""')  # a user's own model: do not pair it with the toy world's
     folder = run_analysis(analyzer, config_file=config_file, sets=tuple(overrides), out=out,
                           plugins_dir=plugins_dir, argv=["sg3probe"] + sys.argv[1:])
     click.echo(f"report: {folder / 'report.html'}")
@@ -82,12 +83,17 @@ def sample(model_source, seeds, spaces, truncation_psi, truncation_cutoff, trans
                             batch_size=batch_size, shard_size=shard_size)
     except ValueError as error:
         raise ConfigError(f"sg3probe sample: {error}") from None
-    model = load_model(model_source, device)
     options = parse_options(scorer_options, "--scorer-option")
     if options and not scorer:
         raise ConfigError("--scorer-option needs --scorer")
+    if pseudo_align and not scorer:
+        raise ConfigError("--pseudo-align needs --scorer: it changes only how the scorer sees the images")
+    model = load_model(model_source, device)
     scorer_obj = (get_plugin_manager().build_scorer(scorer, str(model.generator.device), options)
                   if scorer else None)
+    if scorer_obj is not None and not scorer_obj.attributes:
+        raise ConfigError(f"scorer {scorer!r} gives no attributes to store (a text-image model?); give an "
+                          "attribute scorer (see `sg3probe scorers`)")
     store = sample_to_store(out, model.generator, spec, scorer_obj, model_sha256=model.sha256)
     click.echo(f"{out}: {len(store)} samples, arrays {', '.join(store.arrays)}")
 

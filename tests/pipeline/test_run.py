@@ -98,6 +98,9 @@ def test_example_outside_plugin_is_installed_and_runs(tmp_path, t64):
     (["run", "disentanglement", "--model", "/no/such/model.pkl"], "neither a file nor a zoo name"),
     (["run", "disentanglement", "--model", Path(__file__)], "not a pickle"),
     (["run", "disentanglement", "--device", "bogus"], "not a torch device"),
+    (["run", "disentanglement", "--seeds", "0-9", "--set", "sampling.seeds='0-4'"], "both give sampling.seeds"),
+    (["sample", "--pseudo-align", "--out", "unused"], "--pseudo-align needs --scorer"),
+    (["sample", "--scorer", "toyclip", "--out", "unused"], "scorer 'toyclip' gives no attributes"),
 ])
 def test_bad_input_gives_one_line_and_non_zero_exit(args, message):
     result = _invoke(*args)
