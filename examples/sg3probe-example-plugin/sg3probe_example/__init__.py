@@ -20,7 +20,11 @@ class WSpread(Analyzer):
 
     @dataclass
     class Config:
-        components: int = 20
+        components: int = 20  # leading components shown in the table and the figure
+
+        def __post_init__(self):  # a ValueError here is the user's one-line config error
+            if self.components < 1:
+                raise ValueError(f"components must be >= 1, got {self.components}")
 
     def analyze(self, samples, ctx, cfg):
         w = np.asarray(samples["aligned"]["w"], dtype=np.float64)  # [N, w_dim]
