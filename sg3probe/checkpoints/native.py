@@ -43,7 +43,9 @@ def load_native(path: str | Path):
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for damaged zips; all mean the same to a user
-        raise CheckpointError(f"{path} could not be read as an sg3probe checkpoint ({type(error).__name__}: {error})") from None
+        raise CheckpointError(f"{path} is a zip file but not a readable sg3probe checkpoint (torch could not load "
+                              f"it: {type(error).__name__}); give an NVIDIA .pkl or a .pt written by sg3probe "
+                              "(`sg3probe convert`, `sg3probe toy train`)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a torch file but not an sg3probe generator checkpoint; "
                               "convert NVIDIA pickles with `sg3probe convert`")

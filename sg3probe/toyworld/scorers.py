@@ -138,8 +138,9 @@ def load_scorer_net(path: str | Path, device: Any = "cpu") -> ToyFacesNet:
     """Rebuild a `ToyFacesNet` (eval mode, no gradients) from a file written by `save_scorer_net`."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"toy scorer weights {path} are missing; "
-                              f"retrain them with `sg3probe toy train-scorers --out {path.parent}`")
+        retrain = (f"`sg3probe toy train-scorers --out {path.parent}`" if path.name == "scorers.pt" else
+                   "`sg3probe toy train-scorers --out FOLDER` (it writes FOLDER/scorers.pt) and give that file")
+        raise CheckpointError(f"toy scorer weights {path} are missing; retrain them with {retrain}")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a toy scorer file (format {FORMAT!r})")

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from sg3probe.checkpoints.native import load_native, save_generator
+from sg3probe.errors import ConfigError
 from sg3probe.models.architecture import GeneratorConfig, stylegan3_config
 from sg3probe.models.generator import Generator
 from sg3probe.toyworld.latents import (METADATA_KEY, NOISE_SEED, noise_matrix, target_images, target_renders,
@@ -42,7 +43,7 @@ HISTORY_FILE = "history.tsv"
 VARIANTS = ("aligned", "unaligned")
 
 
-class TrainingStateError(RuntimeError):
+class TrainingStateError(ConfigError):
     """A training folder that cannot be resumed with the requested configuration."""
 
 
@@ -286,8 +287,8 @@ def train(config: TrainingConfig, workdir: str | Path, steps: int, *, out: str |
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
 
     if state_path.exists() and not resume:
-        raise TrainingStateError(f"{state_path} exists: pass resume=True (--resume) to continue it, "
-                                 "or choose another work folder")
+        raise TrainingStateError(f"{state_path} exists: add --resume (resume=True from Python) to continue that "
+                                 "training, or give another --workdir")
     if resume and state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         if state.get("format") != STATE_FORMAT:

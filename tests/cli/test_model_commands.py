@@ -50,7 +50,10 @@ def test_convert_then_load_gives_same_images(tmp_path, r64):
 def test_errors_are_one_line_and_non_zero(tmp_path):
     bad = tmp_path / "bad.pkl"
     bad.write_text("not a pickle")
+    npz = tmp_path / "arrays.npz"
+    np.savez(npz, a=np.ones(3))  # a zip, as sg3probe checkpoints are, but not one
     cases = [
+        (["convert", npz, tmp_path / "out.pt"], "is a zip file but not a readable sg3probe checkpoint"),
         (["generate", "--model", tmp_path / "missing.pkl", "--outdir", tmp_path / "o"], "neither a file nor a zoo name"),
         (["generate", "--model", bad, "--outdir", tmp_path / "o"], "not a pickle"),
         (["info", bad], "not a pickle"),
