@@ -131,7 +131,7 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
     if "aligned" in needs.roles and not config.models.aligned:
         raise ConfigError(f"analyzer {name!r} needs a model: give --model (or models.aligned)")
     if not roles:
-        raise ConfigError(f"analyzer {name!r} needs a {needs.models} model: set models.{needs.roles[0]}")
+        raise ConfigError(f"analyzer {name!r} needs the {needs.roles[0]} model: set models.{needs.roles[0]}")
     models: dict[str, LoadedModel] = {role: load_model(getattr(config.models, role), device) for role in roles}
     scorer = None
     if needs.scores and not config.scorer:

@@ -27,6 +27,34 @@ UNALIGNED_VIEWS = ("pseudo-aligned", "transformed", "natural")
 TOY_REGIONS = {"smiling": "mouth", "eyeglasses": "eyeglasses", "bangs": "hair", "skin_tone": "skin",
                "hair_color": "hair", "eye_openness": "eyes", "face_width": "skin", "background_hue": "background"}
 LAYER_RANGES = {"coarse": "0-4", "medium": "5-7", "fine": "8-15"}
+# What each table's columns mean, shown under the table in the report.
+CAPTIONS = {
+    "boundaries": "One SVM boundary per model, space (W+ with its layer range) and attribute. dims: the code size; "
+                  "validation_accuracy on the held-back part of the top/bottom classes; middle_accuracy on the "
+                  "samples between them (labelled by score > (max + min) / 2); projection_std: the std of the "
+                  "samples' projection on the unit normal, the sigma of the edit strengths.",
+    "edits": "Held-out samples edited from the lowest to the highest strength. success_rate: a binary decision "
+             "crosses 0, a continuous value rises by change_std natural stds; monotone_rate: no step between "
+             "neighbouring strengths goes down by more than 0.1 natural std; mean_change_std: the mean move between "
+             "the ends in natural stds; worst_uncorrelated(_change_rate): the attribute with |r| below the "
+             "correlation threshold that changes in most samples, and that share. change_inside / outside: mean "
+             "|pixel change| (0-255) per pixel inside / outside the attribute's region; share_inside: the inside "
+             "part of the total; region_area: the region's share of the image.",
+    "reach": "The same success and side-effect rates for an edit going only to +-reach_sigma.",
+    "entanglement": "One row per (edit, measured attribute): change_rate, the share of samples in which the "
+                    "measured attribute changes (flips, or moves by change_std natural stds); mean_shift_std, its "
+                    "mean move between the ends; correlation, its correlation with the edited attribute.",
+    "conditional": "The boundary of `attribute` with `condition` projected out. side_effect_*: the condition's "
+                   "|mean move| in natural stds between the ends; reduction: 1 - conditional / unconditional; "
+                   "target_move_*: the target's own mean move; cosine_to_unconditional: of the two normals.",
+    "layers": "The W boundary applied to some ws rows only, pushing training samples across it at the largest "
+              "strength: target_effect_std and side_effect_std (mean move of the others) in natural stds; "
+              "relative_effect: the target effect as a share of the all-row one.",
+    "attribute rows": "The rows forward selection found for each attribute (found: whether any row gained enough), "
+                      "their target and side effects against all rows', and how many row sets were tried.",
+    "timings": "Seconds and renders per model and step.",
+    "not studied": "Attributes left out for a model, and why.",
+}
 MIN_TRAINING = 20  # samples left for boundary training after the held-out ones
 MIN_CLASS = 4  # a binary attribute needs this many training samples on its rarer side
 
@@ -505,7 +533,10 @@ class _Study:
             Section("Score correlations and timings", tables=[n for n in tables if n.startswith("score")] + ["timings"]
                     + (["not studied"] if "not studied" in tables else [])),
         ]
-        return AnalysisResult(metrics=metrics, tables=tables, figures=figs, arrays=self.arrays,
+        captions = {name: caption for name, caption in CAPTIONS.items() if name in tables}
+        captions.update({name: f"Pearson correlations of the scores over the {name.rsplit(' ', 1)[-1]} model's "
+                               "training samples." for name in tables if name.startswith("score correlations")})
+        return AnalysisResult(metrics=metrics, tables=tables, figures=figs, arrays=self.arrays, captions=captions,
                               summary=_reading(tables, self.strengths), title="InterFaceGAN boundaries and edits",
                               sections=sections)
 

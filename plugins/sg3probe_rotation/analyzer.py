@@ -35,7 +35,7 @@ class Rotation(Analyzer):
     class Config:
         samples: int = 16  # samples per model in the per-index ablations
         modes: tuple[str, ...] = MODES  # resample (another sample's row), w_avg, fixed (one code)
-        indices: tuple[int, ...] = ()  # the W+ indices ablated one at a time; () = all
+        indices: tuple[int, ...] = ()  # the W+ indices ablated one at a time; [] = all
         ranges: tuple[str, ...] = ("0-1", "0-3", "1-15", "2-15")  # extra W+ ranges, inclusive
         alignment_samples: int = 48  # unaligned samples in the pseudo-alignment check
         angle_tolerance: float = 5.0  # degrees from upright

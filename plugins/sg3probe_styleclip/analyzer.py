@@ -460,6 +460,12 @@ def _model_sha256(samples) -> str:
     return (getattr(store, "metadata", None) or {}).get("model_sha256", "")
 
 
+def _span(rates: pd.Series) -> str:
+    """'6%' or '6% to 22%': the range of some rates as the summary says it."""
+    low, high = f"{rates.min():.0%}", f"{rates.max():.0%}"
+    return low if low == high else f"{low} to {high}"
+
+
 def _reading(edits: pd.DataFrame | None, calibration: pd.DataFrame | None = None) -> str:
     if edits is None or edits.empty or "target_rate" not in edits:
         return "No prompt had a target attribute to measure."
@@ -469,9 +475,9 @@ def _reading(edits: pd.DataFrame | None, calibration: pd.DataFrame | None = None
         if rated.empty:
             continue
         parts.append(f"{method} on the {model} model: the target decision is reached in "
-                     f"{rated['target_rate'].min():.0%} to {rated['target_rate'].max():.0%} of held-out samples "
-                     f"(median {rated['target_rate'].median():.0%}); the worst side effect per prompt flips "
-                     f"{rated['worst_side_effect_rate'].min():.0%} to {rated['worst_side_effect_rate'].max():.0%}.")
+                     f"{_span(rated['target_rate'])} of held-out samples (median {rated['target_rate'].median():.0%}); "
+                     "per prompt, the other attribute that changes most flips its decision (a continuous one: "
+                     f"across the middle of its range) in {_span(rated['worst_side_effect_rate'])} of them.")
     if calibration is not None and not calibration["reached"].all():
         short = calibration[~calibration["reached"].astype(bool)]
         parts.append("The alpha calibration did not reach its level for " + "; ".join(

@@ -112,11 +112,11 @@ def train_textimage(out_dir: Path, steps: int, seed: int, held_out: int, threads
 @click.option("--unaligned", "unaligned_flags", multiple=True,
               help="Treat this --model as unaligned whatever its name (repeatable).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              default="toyworld-gates.json", show_default=True, help="Where to write the figures.")
+              default="toyworld-gates.json", show_default=True, help="Where to write the measured gate values (JSON).")
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
 def evaluate(models: tuple[str, ...], count: int, seed: int, unaligned_flags: tuple[str, ...],
              json_path: Path, device: str) -> None:
-    """Measure the generator gates (issue 3 part 3) on generated samples with the toy scorers."""
+    """Measure the toy generators' gates (docs/toyworld.md) on generated samples with the toy scorers."""
     import json
 
     from sg3probe.checkpoints import load_model

@@ -101,7 +101,7 @@ def test_failed_run_says_so(run_dir):
     run_json.write_text(run_json.read_text().replace('"status": "complete"',
                                                       '"status": "failed", "error": "boom"'))
     html = render_report(run_dir).read_text(encoding="utf-8")
-    assert "This run is failed: boom." in html
+    assert "This run failed: boom." in html
 
 
 def test_report_command_rebuilds_from_the_folder_alone(run_dir):
