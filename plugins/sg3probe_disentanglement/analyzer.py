@@ -90,7 +90,8 @@ class Disentanglement(Analyzer):
                                            "MIG": mig.factor_mig[j], "SAP": sap.factor_sap[j]})
                 arrays[f"importance_{label.replace(' ', '_')}_{space}"] = dci.importance
                 if space in ("W", "S"):
-                    figures[f"importance {label} {space}"] = _importance_heatmap(dci, f"{label}: {space}", cfg.heatmap_codes)
+                    figures[f"importance {label} {space}"] = _importance_heatmap(
+                        dci, f"{label}: {space}", cfg.heatmap_codes, _code_labels(role_samples, space))
             if cfg.per_layer and label == role:  # per layer: the primary scores of each model only
                 for layer, codes in role_samples["s"].items():
                     if layer == "input" or codes.shape[1] < 2:
@@ -146,15 +147,23 @@ def _layer_lines(table: pd.DataFrame) -> Figure:
     return figure
 
 
-def _importance_heatmap(dci, title: str, top: int) -> Figure:
+def _code_labels(samples, space: str) -> list[str]:
+    """Names of a space's codes as the heatmaps show them: 'w[i]' in W, 'layer:channel' in S (without 'input')."""
+    if space == "W":
+        return [f"w[{i}]" for i in range(np.asarray(samples["w"]).shape[1])]
+    styles = samples["s"]
+    return [f"{layer}:{c}" for layer in styles if layer != "input" for c in range(np.asarray(styles[layer]).shape[1])]
+
+
+def _importance_heatmap(dci, title: str, top: int, labels: list[str]) -> Figure:
     importance = dci.importance
     order = np.argsort(-importance.sum(axis=1))[:top]
-    frame = pd.DataFrame(importance[order], index=[str(i) for i in order], columns=list(dci.factor_names))
+    frame = pd.DataFrame(importance[order], index=[labels[i] for i in order], columns=list(dci.factor_names))
     figure = Figure(figsize=(1.0 + 0.7 * len(dci.factor_names), 0.9 + 0.2 * len(order)), layout="constrained")
     ax = figure.subplots()
     sns.heatmap(frame, ax=ax, cmap="viridis", cbar_kws={"label": "importance"})
     ax.set_title(title)
-    ax.set_ylabel("code index")
+    ax.set_ylabel("code")
     return figure
 
 
