@@ -313,8 +313,17 @@ class Generator(torch.nn.Module):
     def run_with_cache(self, ws: torch.Tensor | None = None, names: Iterable[str] | None = None, *,
                        styles: Mapping[str, torch.Tensor] | None = None, transform=None,
                        detach: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Render and return (images, {hook name: value}) for the requested names (all if None)."""
-        wanted = resolve_names(self.hook_points, names)
+        """Render and return (images, {hook name: value}) for the requested names (None: every hook point of
+        the synthesis). 'mapping.w' fires in G.mapping, before the ws this starts from: asking for it is a
+        ValueError (record it with `G.hooks({"mapping.w": fn})` around G.mapping)."""
+        if names is None:
+            wanted = [name for name in resolve_names(self.hook_points, None) if not name.startswith("mapping.")]
+        else:
+            wanted = resolve_names(self.hook_points, names)
+            early = [name for name in wanted if name.startswith("mapping.")]
+            if early:
+                raise ValueError(f"run_with_cache starts from ws, after the mapping network, so {', '.join(early)} "
+                                 "never fires here; record it with G.hooks({...}) around G.mapping(z, c)")
         cache: dict[str, torch.Tensor] = {}
 
         def record(value: torch.Tensor, name: str) -> None:

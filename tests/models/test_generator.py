@@ -119,3 +119,7 @@ def test_run_with_cache_and_hooks_edit_and_clean_up(t64):
     torch.testing.assert_close(G.synthesis(ws), images)
     with pytest.raises(KeyError, match="unknown hook point"):
         G.run_with_cache(ws, ["features.nope"])
+    with pytest.raises(ValueError, match="mapping.w never fires here"):  # it fires in G.mapping, before ws
+        G.run_with_cache(ws, ["mapping.w", "image"])
+    _, everything = G.run_with_cache(ws)
+    assert "image" in everything and not any(name.startswith("mapping.") for name in everything)
