@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import inspect
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,12 +316,24 @@ def _import_file(path: Path, module_name: str) -> ModuleType:
     return module
 
 
+# A folder of single-file plugins loaded for every command, as --plugins-dir is for one.
+PLUGINS_DIR_ENV = "SG3PROBE_PLUGINS_DIR"
+
+
 def build_plugin_manager(plugins_dir: str | Path | None = None, *,
                          entry_points: bool = True) -> PluginManager:
-    """A new manager with the installed plugins (entry points) and those of `plugins_dir`."""
+    """A new manager with the installed plugins and those of `plugins_dir`. The installed ones are the
+    entry points and the single-file plugins of $SG3PROBE_PLUGINS_DIR (for every command, so that its
+    zoo models and commands work everywhere); `entry_points=False` leaves both out."""
     manager = PluginManager()
     if entry_points:
         manager.load_entry_points()
+        variable = os.environ.get(PLUGINS_DIR_ENV, "")
+        if variable:
+            try:
+                manager.load_plugins_dir(variable)
+            except ConfigError as error:  # reported like a broken plugin: the other commands keep working
+                manager._record(PLUGINS_DIR_ENV, f"cannot be loaded: {error}")
     if plugins_dir is not None:
         manager.load_plugins_dir(plugins_dir)
     return manager

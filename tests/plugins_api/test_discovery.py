@@ -153,3 +153,40 @@ def test_loading_the_same_plugins_dir_twice_keeps_one_copy(manager, write_plugin
     manager.load_plugins_dir(folder)
     manager.load_plugins_dir(folder)
     assert list(manager.get_analyzers()) == ["spread"] and manager.errors == {}
+
+
+def test_the_plugins_dir_variable_reaches_every_command(tmp_path, t64):
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "mine.py").write_text(f'''
+import click
+import sg3probe
+from pathlib import Path
+from sg3probe.hookspecs import ModelEntry
+
+@sg3probe.hookimpl
+def register_models(register):
+    register(ModelEntry(name="my-t64", kind="stylegan3-t", resolution=64, path=Path({str(t64.pickle_path)!r}),
+                        sha256=""))
+
+@sg3probe.hookimpl
+def register_commands(cli):
+    @cli.command()
+    def hello():
+        click.echo("hello from mine")
+''')
+    env = {**os.environ, "SG3PROBE_PLUGINS_DIR": str(folder)}
+
+    def sg3probe_cli(*args):
+        return subprocess.run([sys.executable, "-m", "sg3probe", *args], env=env, capture_output=True, text=True)
+    assert "hello from mine" in sg3probe_cli("hello").stdout
+    assert "my-t64" in sg3probe_cli("models").stdout
+    info = sg3probe_cli("info", "my-t64")
+    assert info.returncode == 0 and "num_ws" in info.stdout, info.stderr
+    env["SG3PROBE_PLUGINS_DIR"] = str(tmp_path / "absent")
+    listing = sg3probe_cli("plugins")
+    assert "SG3PROBE_PLUGINS_DIR" in listing.stdout + listing.stderr and "is not a folder" in listing.stdout + listing.stderr
