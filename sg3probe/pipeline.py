@@ -157,6 +157,10 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
     record = dict(analyzers=[name], device=str(device), threads=threads, seeds=config.sampling.seeds, plugins=plugins,
                   model={role: {"name": m.source, "path": str(m.path), "sha256": m.sha256} for role, m in models.items()},
                   scorer=config.scorer if scorer else None)
+    earlier = read_run(folder).get("config", {}) if (folder / RUN_FILE).exists() else {}
+    if earlier.get(section) not in (None, resolved.to_dict().get(section)):
+        print(f"note: {folder} holds results made with other [{section}] settings; this run reuses its samples and "
+              "replaces those results when it finishes", file=sys.stderr)
     # The thread count the run used, not 0 ("one per core") or an environment variable: results follow it,
     # and config.toml must reproduce the run on another machine.
     recorded = {**resolved.to_dict(), "threads": threads}

@@ -90,6 +90,11 @@ def test_example_outside_plugin_is_installed_and_runs(tmp_path, t64):
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "results" / "w-spread" / "metrics.json").read_text())
     assert metrics["samples"] == 64 and 1 < metrics["effective_dimensionality"] < 64
+    # Rerun with other analyzer settings: the samples are reused and the user is told the results change.
+    again = _invoke("run", "w-spread", "--model", t64.pickle_path, "--seeds", "0-63", "--out", out,
+                    "--set", "w_spread.components=3")
+    assert again.exit_code == 0 and "holds results made with other [w_spread] settings" in again.output
+    assert len((out / "results" / "w-spread" / "tables" / "components.csv").read_text().splitlines()) == 4
 
 
 @pytest.mark.parametrize("args,message", [
