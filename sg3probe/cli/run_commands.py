@@ -39,6 +39,12 @@ def run(analyzer, model, unaligned_model, scorer, seeds, config_file, sets, out,
         if key in set_keys:
             raise ConfigError(f"{option} and --set {key}=... both give {key}; give one of them")
         overrides.append(f"{key}={_toml_string(value)}")
+    if unaligned_model:
+        from sg3probe.plugin_manager import get_plugin_manager
+
+        if "unaligned" not in get_plugin_manager(plugins_dir).get_analyzer(analyzer).needs.roles:
+            raise ConfigError(f"analyzer {analyzer!r} uses the aligned model only, so --unaligned-model would not be "
+                              "used; leave it out")
     if model is not None and unaligned_model is None and "models.unaligned" not in set_keys:
         overrides.append('models.unaligned=""')  # a user's own model: do not pair it with the toy world's
     folder = run_analysis(analyzer, config_file=config_file, sets=tuple(overrides), out=out,

@@ -141,6 +141,17 @@ def test_out_must_be_new_empty_or_a_run_folder(tmp_path):
     assert result.exit_code != 0 and "is a file, not a folder" in result.output, result.output
 
 
+def test_an_unaligned_model_for_an_aligned_only_analyzer_is_refused(tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "aligned_only.py").write_text(
+        "import sg3probe\nfrom sg3probe.analyzer import Analyzer, Needs\n\n"
+        "class AlignedOnly(Analyzer):\n    name = 'aligned-only'\n    needs = Needs(spaces={'w'})\n\n"
+        "@sg3probe.hookimpl\ndef register_analyzers(register):\n    register(AlignedOnly)\n")
+    result = _invoke("run", "aligned-only", "--unaligned-model", "elsewhere.pkl", "--plugins-dir", plugins)
+    assert result.exit_code != 0 and "--unaligned-model would not be used" in result.output, result.output
+
+
 def test_sampler_rows_do_not_depend_on_batching_or_sharding(tmp_path, t64):
     G = t64.generator_from_weights()
     a = sample_to_store(tmp_path / "a", G, SamplingSpec(seeds="0-9", batch_size=3, shard_size=4,
