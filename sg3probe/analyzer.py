@@ -31,7 +31,7 @@ from sg3probe.config import from_dict
 from sg3probe.errors import ConfigError
 from sg3probe.results import AnalysisResult
 from sg3probe.scorer import Scorer
-from sg3probe.steps import SavedSteps
+from sg3probe.steps import SavedSteps, samples_identity
 
 SPACES = ("z", "w", "wplus", "s")
 MODEL_ROLES = ("aligned", "unaligned")
@@ -173,9 +173,15 @@ class AnalysisContext:
                               f"{', '.join(self.generators) or 'none'}); set Needs.models")
         return self.generators[role]
 
-    def saved_steps(self, key: Any) -> SavedSteps:
-        """The finished steps of this analysis saved in work_dir under `key` (see sg3probe.steps), so that
-        a rerun after an interrupt takes them instead of computing them again."""
+    def saved_steps(self, cfg: Any, samples: SampleSet, **extra: Any) -> SavedSteps:
+        """The finished steps of this analysis saved in work_dir (see sg3probe.steps), so that a rerun after an
+        interrupt takes them instead of computing them again. They are valid for this config, these samples,
+        the run seed, the scorer, the sg3probe version and `extra` (JSON-able values), and for nothing else."""
+        from sg3probe import __version__
+
+        key = {"config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg,
+               "samples": samples_identity(samples), "seed": self.seed,
+               "scorer": getattr(self.scorer, "name", None), "sg3probe": __version__, **extra}
         return SavedSteps(Path(self.work_dir) / "steps", key)
 
     def rng(self, stream: int = 0) -> np.random.Generator:

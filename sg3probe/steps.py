@@ -2,9 +2,10 @@
 
 An analyzer that works in long steps (one per model, say) saves each step's rows and arrays when
 the step ends and, before starting it, asks whether a step of that name was saved under the same
-key (its config, the model, the samples):
+key: its config, the samples (`samples_identity`: the store's settings and model hash, or the
+arrays themselves), the run seed, the scorer and the sg3probe version:
 
-    steps = ctx.saved_steps({"config": dataclasses.asdict(cfg), "model": sha256})
+    steps = ctx.saved_steps(cfg, samples["aligned"])
     done = steps.get("aligned")
     if done is None:
         done = StepRecord(tables={"edits": rows}, arrays={"normal": normal})   # the work
@@ -16,6 +17,7 @@ another key is computed again and overwritten.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
@@ -75,6 +77,29 @@ class SavedSteps:
     def _paths(self, name: str) -> tuple[Path, Path]:
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         return self.folder / f"{stem}.json", self.folder / f"{stem}.npz"
+
+
+def samples_identity(samples: Any) -> dict[str, Any]:
+    """What a step computed from `samples` depends on: a store's settings, model hash and seeds, or (samples
+    in memory) a digest of every array."""
+    store = getattr(samples, "store", None)
+    if store is not None:
+        seeds = np.ascontiguousarray(store.seeds, dtype=np.int64)
+        return {"store": store.metadata, "seeds": hashlib.sha256(seeds.tobytes()).hexdigest()}
+    digest = hashlib.sha256()
+    _feed(digest, {name: samples[name] for name in samples.keys()})
+    return {"arrays": digest.hexdigest()}
+
+
+def _feed(digest, value: Any) -> None:
+    if isinstance(value, Mapping):
+        for name in sorted(value):
+            digest.update(str(name).encode())
+            _feed(digest, value[name])
+    else:
+        array = np.ascontiguousarray(value)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
 
 
 def _plain(value: Any) -> Any:

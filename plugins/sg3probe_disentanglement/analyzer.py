@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
 from sg3probe.errors import ConfigError
 from sg3probe.results import AnalysisResult, Section
+from sg3probe.steps import StepRecord
 from sg3probe_disentanglement.metrics import (dci_per_attribute_subsets, mig_per_attribute_subsets,
                                               sap_per_attribute_subsets, select_attribute_subsets)
 
@@ -62,44 +63,30 @@ class Disentanglement(Analyzer):
     def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
         if ctx.scorer is None:
             raise ConfigError("the disentanglement analyzer needs a scorer (--scorer)")
-        attributes = list(ctx.scorer.attributes)
         rows, attribute_rows, layer_rows, selections = [], [], [], []
         figures, arrays = {}, {}
         for role, role_samples, label, scores in _scored_views(samples):
-            names = [a.name for a in attributes if a.name in scores]
-            matrix = np.stack([np.asarray(scores[n], dtype=np.float64) for n in names], axis=1)
-            thresholds = [0.0 if a.kind == "binary" else "median" for a in attributes if a.name in scores]
-            subsets = select_attribute_subsets(matrix, names, percentile=cfg.percentile, threshold=thresholds,
-                                               min_side_fraction=cfg.min_side_fraction, random_state=ctx.seed)
-            selection = subsets.selection.copy()
-            selection.insert(0, "model", label)
-            selections.append(selection)
-            if not subsets.names:
-                ctx.log.warning("%s: no attribute passes the selection rule", label)
-                continue
-            spaces = _spaces(role_samples)
-            for space, codes in ctx.progress(list(spaces.items()), desc=f"DCI {label}"):
-                dci = dci_per_attribute_subsets(codes, subsets, n_jobs=cfg.n_jobs, random_state=ctx.seed)
-                mig = mig_per_attribute_subsets(codes, subsets, n_bins=cfg.mig_bins)
-                sap = sap_per_attribute_subsets(codes, subsets)
-                rows.append({"model": label, "space": space, "dims": codes.shape[1], "D": dci.disentanglement,
-                             "C": dci.completeness, "I": dci.informativeness, "MIG": mig.mig, "SAP": sap.sap})
-                for j, attribute in enumerate(dci.factor_names):
-                    attribute_rows.append({"model": label, "space": space, "attribute": attribute,
-                                           "test_accuracy": dci.test_accuracy[j], "C": dci.factor_completeness[j],
-                                           "MIG": mig.factor_mig[j], "SAP": sap.factor_sap[j]})
-                arrays[f"importance_{label.replace(' ', '_')}_{space}"] = dci.importance
-                if space in ("W", "S"):
+            # Each scored view is one step, kept in the work folder: a rerun after an interrupt skips it.
+            steps = ctx.saved_steps(cfg, role_samples, view=label)
+            view = steps.get(label)
+            if view is None:
+                view = self._view(role_samples, label, label == role, scores, ctx, cfg)
+                steps.put(label, view)
+            else:
+                ctx.log.info("disentanglement: %s taken from %s", label, steps.folder)
+            rows += view.tables["spaces"]
+            attribute_rows += view.tables["attributes"]
+            layer_rows += view.tables["layers"]
+            if view.tables["selection"]:
+                selections.append(pd.DataFrame(view.tables["selection"]))
+            arrays.update(view.arrays)
+            for space in ("W", "S"):
+                name = _importance_name(label, space)
+                if name in view.arrays:
+                    factors = [r["attribute"] for r in view.tables["attributes"] if r["space"] == space]
                     figures[f"importance {label} {space}"] = _importance_heatmap(
-                        dci, f"{label}: {space}", cfg.heatmap_codes, _code_labels(role_samples, space))
-            if cfg.per_layer and label == role:  # per layer: the primary scores of each model only
-                for layer, codes in role_samples["s"].items():
-                    if layer == "input" or codes.shape[1] < 2:
-                        continue
-                    dci = dci_per_attribute_subsets(np.asarray(codes, np.float32), subsets, n_jobs=cfg.n_jobs,
-                                                    random_state=ctx.seed)
-                    layer_rows.append({"model": label, "layer": layer, "dims": codes.shape[1],
-                                       "D": dci.disentanglement, "C": dci.completeness, "I": dci.informativeness})
+                        view.arrays[name], factors, f"{label}: {space}", cfg.heatmap_codes,
+                        _code_labels(role_samples, space))
         spaces_table = pd.DataFrame(rows)
         tables = {"spaces": spaces_table, "attributes": pd.DataFrame(attribute_rows),
                   "selection": pd.concat(selections) if selections else pd.DataFrame()}
@@ -123,6 +110,48 @@ class Disentanglement(Analyzer):
                       Section("Importance matrices", "GBT feature importances, the codes with the largest total "
                               "importance.", figures=[f for f in figures if f.startswith("importance")])],
         )
+
+
+    def _view(self, role_samples, label: str, primary: bool, scores, ctx: AnalysisContext, cfg) -> StepRecord:
+        """DCI, MIG and SAP of every space (and, for a model's primary scores, of each S layer) for one view."""
+        attributes = list(ctx.scorer.attributes)
+        rows, attribute_rows, layer_rows, arrays = [], [], [], {}
+        names = [a.name for a in attributes if a.name in scores]
+        matrix = np.stack([np.asarray(scores[n], dtype=np.float64) for n in names], axis=1)
+        thresholds = [0.0 if a.kind == "binary" else "median" for a in attributes if a.name in scores]
+        subsets = select_attribute_subsets(matrix, names, percentile=cfg.percentile, threshold=thresholds,
+                                           min_side_fraction=cfg.min_side_fraction, random_state=ctx.seed)
+        selection = subsets.selection.copy()
+        selection.insert(0, "model", label)
+        tables = {"selection": selection.to_dict(orient="records"), "spaces": rows, "attributes": attribute_rows,
+                  "layers": layer_rows}
+        if not subsets.names:
+            ctx.log.warning("%s: no attribute passes the selection rule", label)
+            return StepRecord(tables=tables)
+        for space, codes in ctx.progress(list(_spaces(role_samples).items()), desc=f"DCI {label}"):
+            dci = dci_per_attribute_subsets(codes, subsets, n_jobs=cfg.n_jobs, random_state=ctx.seed)
+            mig = mig_per_attribute_subsets(codes, subsets, n_bins=cfg.mig_bins)
+            sap = sap_per_attribute_subsets(codes, subsets)
+            rows.append({"model": label, "space": space, "dims": codes.shape[1], "D": dci.disentanglement,
+                         "C": dci.completeness, "I": dci.informativeness, "MIG": mig.mig, "SAP": sap.sap})
+            for j, attribute in enumerate(dci.factor_names):
+                attribute_rows.append({"model": label, "space": space, "attribute": attribute,
+                                       "test_accuracy": dci.test_accuracy[j], "C": dci.factor_completeness[j],
+                                       "MIG": mig.factor_mig[j], "SAP": sap.factor_sap[j]})
+            arrays[_importance_name(label, space)] = dci.importance
+        if cfg.per_layer and primary:  # per layer: the primary scores of each model only
+            for layer, codes in role_samples["s"].items():
+                if layer == "input" or codes.shape[1] < 2:
+                    continue
+                dci = dci_per_attribute_subsets(np.asarray(codes, np.float32), subsets, n_jobs=cfg.n_jobs,
+                                                random_state=ctx.seed)
+                layer_rows.append({"model": label, "layer": layer, "dims": codes.shape[1],
+                                   "D": dci.disentanglement, "C": dci.completeness, "I": dci.informativeness})
+        return StepRecord(tables=tables, arrays=arrays)
+
+
+def _importance_name(label: str, space: str) -> str:
+    return f"importance_{label.replace(' ', '_')}_{space}"
 
 
 def _dci_bars(table: pd.DataFrame) -> Figure:
@@ -155,11 +184,11 @@ def _code_labels(samples, space: str) -> list[str]:
     return [f"{layer}:{c}" for layer in styles if layer != "input" for c in range(np.asarray(styles[layer]).shape[1])]
 
 
-def _importance_heatmap(dci, title: str, top: int, labels: list[str]) -> Figure:
-    importance = dci.importance
+def _importance_heatmap(importance: np.ndarray, factors: list[str], title: str, top: int,
+                        labels: list[str]) -> Figure:
     order = np.argsort(-importance.sum(axis=1))[:top]
-    frame = pd.DataFrame(importance[order], index=[labels[i] for i in order], columns=list(dci.factor_names))
-    figure = Figure(figsize=(1.0 + 0.7 * len(dci.factor_names), 0.9 + 0.2 * len(order)), layout="constrained")
+    frame = pd.DataFrame(importance[order], index=[labels[i] for i in order], columns=factors)
+    figure = Figure(figsize=(1.0 + 0.7 * len(factors), 0.9 + 0.2 * len(order)), layout="constrained")
     ax = figure.subplots()
     sns.heatmap(frame, ax=ax, cmap="viridis", cbar_kws={"label": "importance"})
     ax.set_title(title)

@@ -1,16 +1,14 @@
 """The `interfacegan` analyzer: attribute boundaries, their edits, side effects and layer ranges."""
 from __future__ import annotations
 
-import hashlib
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-import sg3probe
 from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan
 from sg3probe.boundaries import Boundary, class_sizes, conditional_boundary, train_boundary
 from sg3probe.editing import Direction, format_layers, parse_layers, parse_strengths
@@ -173,10 +171,7 @@ class _Study:
     # ----- one model ---------------------------------------------------------------------------
     def run_role(self, role: str, samples) -> None:
         """Study one model, or take its finished study from the work folder (a rerun after an interrupt)."""
-        seeds = np.ascontiguousarray(samples["seeds"], dtype=np.int64)
-        steps = self.ctx.saved_steps({"config": asdict(self.cfg), "model": _model_sha256(samples),
-                                      "seeds": hashlib.sha256(seeds.tobytes()).hexdigest(), "seed": self.ctx.seed,
-                                      "scorer": self.scorer.name, "sg3probe": sg3probe.__version__})
+        steps = self.ctx.saved_steps(self.cfg, samples)
         saved = steps.get(role)
         if saved is not None:
             self._restore(saved)

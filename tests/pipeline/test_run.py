@@ -76,6 +76,18 @@ def test_disentanglement_run_writes_results_and_report(tmp_path, t64, monkeypatc
                           "--out", out)
         assert refused.exit_code != 0 and message in refused.output, refused.output
         assert {name: (out / name).read_bytes() for name in record} == record
+    # The same run again takes each scored view from the work folder (as after an interrupt), with the same tables.
+    tables = {path.name: path.read_bytes() for path in (out / "results" / "disentanglement" / "tables").iterdir()}
+    threads = torch.get_num_threads()
+    try:
+        again = _invoke("run", "disentanglement", "--model", t64.pickle_path, "--scorer", "halves",
+                        "--seeds", "0-159", "--plugins-dir", plugins, "--out", out,
+                        "--set", "disentanglement.per_layer=false", "--set", "grid_size=4")
+    finally:
+        torch.set_num_threads(threads)
+    assert again.exit_code == 0, again.output
+    assert "disentanglement: aligned taken from" in (out / "run.log").read_text()
+    assert {path.name: path.read_bytes() for path in (out / "results" / "disentanglement" / "tables").iterdir()} == tables
 
 
 def test_example_outside_plugin_is_installed_and_runs(tmp_path, t64):

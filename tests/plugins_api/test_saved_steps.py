@@ -30,3 +30,22 @@ def test_a_step_cut_off_while_saving_is_absent(tmp_path):
     steps.put("a/b", StepRecord(arrays={"x": np.ones(3)}))
     (tmp_path / "a_b.json").unlink()  # the index is written last: without it there is no step
     assert steps.get("a/b") is None
+
+
+def test_steps_belong_to_their_config_and_samples(tmp_path):
+    from dataclasses import dataclass
+
+    from sg3probe.analyzer import AnalysisContext, InMemorySampleSet
+
+    @dataclass
+    class Config:
+        bins: int = 3
+
+    ctx = AnalysisContext(generators={}, work_dir=tmp_path)
+    samples = InMemorySampleSet({"seeds": np.arange(4), "w": np.ones((4, 2)), "s": {"L0": np.zeros((4, 3))}})
+    ctx.saved_steps(Config(), samples).put("aligned", StepRecord(arrays={"x": np.ones(1)}))
+    assert ctx.saved_steps(Config(), samples).get("aligned") is not None
+    assert ctx.saved_steps(Config(bins=4), samples).get("aligned") is None  # other settings
+    changed = InMemorySampleSet({**samples.arrays, "s": {"L0": np.ones((4, 3))}})
+    assert ctx.saved_steps(Config(), changed).get("aligned") is None  # other samples
+    assert ctx.saved_steps(Config(), samples, stage=2).get("aligned") is None  # another extra key
