@@ -37,23 +37,28 @@ def _invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def test_disentanglement_run_writes_results_and_report(tmp_path, t64, monkeypatch):
+@pytest.fixture
+def one_thread(monkeypatch):
+    """SG3PROBE_THREADS=1 for the test, and torch's thread count as it was afterwards (a run sets it)."""
     import torch
 
+    monkeypatch.setenv("SG3PROBE_THREADS", "1")
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_disentanglement_run_writes_results_and_report(tmp_path, t64, one_thread):
     from sg3probe.config import load_toml
 
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "halves_scorer.py").write_text(SCORER_PLUGIN)
     out = tmp_path / "run"
-    monkeypatch.setenv("SG3PROBE_THREADS", "1")
-    threads = torch.get_num_threads()
-    try:
-        result = _invoke("run", "disentanglement", "--model", t64.pickle_path, "--scorer", "halves",
-                         "--seeds", "0-159", "--plugins-dir", plugins, "--out", out,
-                         "--set", "disentanglement.per_layer=false", "--set", "grid_size=4")
-    finally:
-        torch.set_num_threads(threads)
+    command = ("run", "disentanglement", "--model", t64.pickle_path, "--scorer", "halves", "--seeds", "0-159",
+               "--plugins-dir", plugins, "--out", out, "--set", "disentanglement.per_layer=false",
+               "--set", "grid_size=4")
+    result = _invoke(*command)
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "complete" and run["model"]["aligned"]["sha256"] == t64.meta["pickle"]["sha256"]
@@ -78,13 +83,7 @@ def test_disentanglement_run_writes_results_and_report(tmp_path, t64, monkeypatc
         assert {name: (out / name).read_bytes() for name in record} == record
     # The same run again takes each scored view from the work folder (as after an interrupt), with the same tables.
     tables = {path.name: path.read_bytes() for path in (out / "results" / "disentanglement" / "tables").iterdir()}
-    threads = torch.get_num_threads()
-    try:
-        again = _invoke("run", "disentanglement", "--model", t64.pickle_path, "--scorer", "halves",
-                        "--seeds", "0-159", "--plugins-dir", plugins, "--out", out,
-                        "--set", "disentanglement.per_layer=false", "--set", "grid_size=4")
-    finally:
-        torch.set_num_threads(threads)
+    again = _invoke(*command)
     assert again.exit_code == 0, again.output
     assert "disentanglement: aligned taken from" in (out / "run.log").read_text()
     assert {path.name: path.read_bytes() for path in (out / "results" / "disentanglement" / "tables").iterdir()} == tables
