@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from sg3probe.analyzer import AnalysisContext, Analyzer, Needs
+from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan
 from sg3probe.boundaries import train_boundary
 from sg3probe.editing import parse_strengths
 from sg3probe.errors import ConfigError
@@ -69,9 +69,13 @@ class StyleSpace(Analyzer):
                 raise ValueError(f"threshold must be in (0, 1] and margin >= 0; got {self.threshold}, {self.margin}")
             parse_strengths(self.grid_alphas, "grid_alphas")
 
-    def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
-        if ctx.scorer is None or not ctx.scorer.supports("segment"):
+    def prepare(self, cfg, plan: RunPlan) -> None:
+        """The scorer must segment: checked before sampling."""
+        if plan.scorer is None or not plan.scorer.supports("segment"):
             raise ConfigError("the stylespace analyzer needs a scorer that can segment (e.g. --scorer toyfaces)")
+
+    def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
+        self.prepare(cfg, RunPlan.of(samples, ctx))
         study = _Study(ctx, cfg)
         for role, role_samples in samples.items():
             study.run_role(role, role_samples)

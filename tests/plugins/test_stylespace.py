@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sg3probe.analyzer import AnalysisContext, InMemorySampleSet
+from sg3probe.analyzer import AnalysisContext, InMemorySampleSet, RunPlan
 from sg3probe.errors import ConfigError
 from sg3probe.scorer import Attribute, Scorer, Segmentation
 from sg3probe.style_channels import RunningMoments, style_layout
@@ -245,3 +245,15 @@ def test_config_and_scorer_errors():
     ctx = AnalysisContext(generators={}, work_dir=".", scorer=NoSegment())
     with pytest.raises(ConfigError, match="segment"):
         StyleSpace().analyze({}, ctx, StyleSpace.make_config({}))
+
+
+def test_a_scorer_that_cannot_segment_fails_before_sampling():
+    class Plain(Scorer):
+        name = "plain"
+        attributes = (Attribute("bright", "binary"),)
+
+        def score(self, images):
+            return {"bright": images.mean(dim=(1, 2, 3)).numpy()}
+
+    with pytest.raises(ConfigError, match="needs a scorer that can segment"):
+        StyleSpace().prepare(StyleSpace.make_config({}), RunPlan(seeds=np.arange(10), scorer=Plain()))
