@@ -70,9 +70,10 @@ class StyleSpace(Analyzer):
             parse_strengths(self.grid_alphas, "grid_alphas")
 
     def prepare(self, cfg, plan: RunPlan) -> None:
-        """The scorer must segment: checked before sampling."""
+        """A scorer that segments, and enough seeds: checked before sampling."""
         if plan.scorer is None or not plan.scorer.supports("segment"):
             raise ConfigError("the stylespace analyzer needs a scorer that can segment (e.g. --scorer toyfaces)")
+        _check_count(len(plan.seeds), cfg)
 
     def analyze(self, samples, ctx: AnalysisContext, cfg) -> AnalysisResult:
         self.prepare(cfg, RunPlan.of(samples, ctx))
@@ -105,10 +106,7 @@ class _Study:
         mean, std, count = style_statistics(samples["s"], layout.names)
         self._timing(role, "S statistics", started, count)
         self.arrays[f"s_mean_{role}"], self.arrays[f"s_std_{role}"] = mean, std
-        needed = cfg.gradient_images + cfg.edit_samples
-        if count < needed:
-            raise ConfigError(f"stylespace: {count} samples, but gradient_images + edit_samples = {needed}; "
-                              "sample more seeds or lower them")
+        _check_count(count, cfg)
         transforms = np.asarray(samples["transforms"], dtype=np.float32) if "transforms" in samples else None
         wplus = samples["wplus"]
         region_names, result = None, {}
@@ -333,6 +331,13 @@ class _Study:
         ]
         return AnalysisResult(metrics=self.metrics, tables=tables, figures=figs, arrays=self.arrays,
                               summary=summary, title="StyleSpace: localized channels and edits", sections=sections)
+
+
+def _check_count(samples: int, cfg) -> None:
+    needed = cfg.gradient_images + cfg.edit_samples
+    if samples < needed:
+        raise ConfigError(f"stylespace: {samples} samples, but gradient_images + edit_samples = {needed}; "
+                          "sample more seeds or lower them")
 
 
 def _flat_styles(styles, names) -> np.ndarray:

@@ -257,3 +257,6 @@ def test_a_scorer_that_cannot_segment_fails_before_sampling():
 
     with pytest.raises(ConfigError, match="needs a scorer that can segment"):
         StyleSpace().prepare(StyleSpace.make_config({}), RunPlan(seeds=np.arange(10), scorer=Plain()))
+    Plain.segment = lambda self, images: None  # declares the capability; prepare does not call it
+    with pytest.raises(ConfigError, match="10 samples, but gradient_images \\+ edit_samples"):
+        StyleSpace().prepare(StyleSpace.make_config({}), RunPlan(seeds=np.arange(10), scorer=Plain()))
