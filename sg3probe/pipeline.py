@@ -151,7 +151,8 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
     # while the folder still records the run that made it.
     stores = {role: open_sample_store(folder / "samples" / role, model.generator,
                                       config.sampling.spec(role, needs.spaces, bool(needs.scores)),
-                                      scorer if needs.scores else None, model_sha256=model.sha256)
+                                      scorer if needs.scores else None, model_sha256=model.sha256,
+                                      scorer_options=config.scorer_options)
               for role, model in models.items()}
     plugins = [{"name": info.name, "version": info.version} for info in manager.plugin_info()]
     record = dict(analyzers=[name], device=str(device), threads=threads, seeds=config.sampling.seeds, plugins=plugins,

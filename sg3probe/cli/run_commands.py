@@ -100,7 +100,8 @@ def sample(model_source, seeds, spaces, truncation_psi, truncation_cutoff, trans
     if scorer_obj is not None and not scorer_obj.attributes:
         raise ConfigError(f"scorer {scorer!r} gives no attributes to store (a text-image model?); give an "
                           "attribute scorer (see `sg3probe scorers`)")
-    store = sample_to_store(out, model.generator, spec, scorer_obj, model_sha256=model.sha256)
+    store = sample_to_store(out, model.generator, spec, scorer_obj, model_sha256=model.sha256,
+                            scorer_options=options)
     click.echo(f"{out}: {len(store)} samples, arrays {', '.join(store.arrays)}")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -154,20 +154,25 @@ class Sampler:
 
 
 def open_sample_store(path, G, spec: SamplingSpec, scorer: Scorer | None = None, *,
-                      model_sha256: str = "") -> tuple[SampleStore, Sampler]:
+                      model_sha256: str = "", scorer_options: Mapping[str, Any] | None = None
+                      ) -> tuple[SampleStore, Sampler]:
     """Create the store at `path`, or open it to resume (a StoreError if it holds other settings),
-    and the sampler that fills it."""
+    and the sampler that fills it. The scorer's options (its weights file, say) are settings too."""
     sampler = Sampler(G, spec, scorer)
     metadata = {"model_sha256": model_sha256, **sampler.metadata()}
+    if scorer is not None and scorer_options:  # only when given: stores of option-less scorers stay as they were
+        metadata["scorer_options"] = dict(scorer_options)
     store = SampleStore.create(path, arrays=sampler.array_specs(), seeds=spec.seeds,
                                shard_size=spec.shard_size, metadata=metadata)
     return store, sampler
 
 
 def sample_to_store(path, G, spec: SamplingSpec, scorer: Scorer | None = None, *,
-                    model_sha256: str = "", progress: bool = True) -> SampleStore:
+                    model_sha256: str = "", scorer_options: Mapping[str, Any] | None = None,
+                    progress: bool = True) -> SampleStore:
     """Create or resume the store at `path` and fill it; finished shards are never recomputed."""
-    store, sampler = open_sample_store(path, G, spec, scorer, model_sha256=model_sha256)
+    store, sampler = open_sample_store(path, G, spec, scorer, model_sha256=model_sha256,
+                                       scorer_options=scorer_options)
     fill(store, sampler.compute, progress=progress)
     return store
 

@@ -212,3 +212,16 @@ def test_pseudo_aligned_sampling_keeps_the_scores_as_generated_too(tmp_path, t64
     # Without pseudo-alignment there is only one set of scores.
     plain_store = sample_to_store(tmp_path / "p", G, SamplingSpec(seeds="0-5", spaces=("w",)), scorer, progress=False)
     assert "scores_as_generated" not in StoreSampleSet(plain_store).keys()
+
+
+def test_a_store_scored_with_other_scorer_options_is_refused(tmp_path, t64):
+    from sg3probe.sampling.sampler import open_sample_store
+    from sg3probe.store import StoreError
+
+    G, scorer, spec = t64.generator_from_weights(), _MeanColour(), SamplingSpec(seeds="0-3", spaces=("w",))
+    open_sample_store(tmp_path / "s", G, spec, scorer, scorer_options={"weights": "a.pt"})
+    open_sample_store(tmp_path / "s", G, spec, scorer, scorer_options={"weights": "a.pt"})  # the same: resumes
+    with pytest.raises(StoreError, match="other settings"):  # its scores would be another classifier's
+        open_sample_store(tmp_path / "s", G, spec, scorer, scorer_options={"weights": "b.pt"})
+    open_sample_store(tmp_path / "t", G, spec, scorer)
+    assert "scorer_options" not in open_sample_store(tmp_path / "t", G, spec, scorer, scorer_options={})[0].metadata
