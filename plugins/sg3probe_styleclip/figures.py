@@ -42,7 +42,7 @@ def side_effect_heatmaps(table: pd.DataFrame) -> Figure:
     columns = min(2, len(panels))
     rows = math.ceil(len(panels) / columns)
     width = 2.5 + 0.5 * table["attribute"].nunique()
-    height = 1.2 + 0.35 * table["prompt"].nunique()
+    height = 2.3 + 0.35 * table["prompt"].nunique()  # the rotated attribute names take about 1.3 in
     figure = Figure(figsize=(width * columns + 1, height * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).reshape(-1)
     for ax, (model, method) in zip(axes, panels):
