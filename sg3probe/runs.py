@@ -145,7 +145,8 @@ class Run:
                 self.finish("complete")
             elif isinstance(error, KeyboardInterrupt):
                 self.log.error("run interrupted")
-                self.finish("interrupted", error="stopped by Ctrl-C or SIGINT; run the same command again to resume")
+                self.finish("interrupted", error="stopped by Ctrl-C, SIGINT or SIGTERM; run the same command again "
+                                                 "to resume")
             else:
                 message = " ".join(str(error).split()) or exc_type.__name__
                 self.log.error("run failed: %s: %s", exc_type.__name__, message)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -10,6 +12,16 @@ from sg3probe.errors import Sg3probeError
 
 
 EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by SIGINT (128 + 2)
+EXIT_TERMINATED = 143  # ... and by SIGTERM (128 + 15)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's preemption, `kill`), raised where Ctrl-C would be, so that a run stops the same
+    clean way: marked interrupted, finished shards and steps kept."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 class _Group(click.Group):
@@ -31,10 +43,11 @@ class _Group(click.Group):
         except click.ClickException as error:
             click.echo(f"error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
-        except click.exceptions.Abort:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
-            click.echo("error: interrupted; what was written so far is kept (run the same `sg3probe run` or "
-                       "`sg3probe sample` again to resume)", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+        except click.exceptions.Abort as error:  # Ctrl-C or SIGTERM (click turns KeyboardInterrupt into Abort)
+            terminated = isinstance(error.__cause__, Terminated)
+            click.echo(f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}; what was written so far is "
+                       "kept (run the same `sg3probe run` or `sg3probe sample` again to resume)", err=True)
+            sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
         sys.exit(code if isinstance(code, int) else 0)  # an explicit ctx.exit(n), or 0
 
     def invoke(self, ctx: click.Context):
@@ -76,6 +89,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     tune_malloc()
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        signal.signal(signal.SIGTERM, _raise_terminated)
     if ctx.invoked_subcommand not in (None, "plugins", "analyzers", "scorers", "models"):
         apply_threads()  # commands may set their own (--threads, --set threads=N)
 

@@ -2,7 +2,7 @@
 import pytest
 from click.testing import CliRunner
 
-from sg3probe.cli.main import EXIT_INTERRUPTED, cli
+from sg3probe.cli.main import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, cli
 
 
 def _lines(result) -> list[str]:
@@ -36,6 +36,45 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch):
     result = CliRunner().invoke(cli, ["run", "disentanglement"])
     assert result.exit_code == EXIT_INTERRUPTED == 130
     assert _lines(result) == [_lines(result)[0]] and "interrupted" in _lines(result)[0], result.output
+
+
+def test_sigterm_stops_like_ctrl_c_with_exit_143(monkeypatch):
+    import sg3probe.pipeline
+
+    def terminated(*args, **kwargs):
+        raise Terminated
+    monkeypatch.setattr(sg3probe.pipeline, "run_analysis", terminated)
+    result = CliRunner().invoke(cli, ["run", "disentanglement"])
+    assert result.exit_code == EXIT_TERMINATED == 143
+    assert len(_lines(result)) == 1 and "terminated (SIGTERM)" in _lines(result)[0], result.output
+
+
+def test_a_real_sigterm_leaves_a_store_that_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "store"
+    command = [sys.executable, "-m", "sg3probe", "sample", "--seeds", "0-199999", "--spaces", "w",
+               "--shard-size", "500", "--out", str(out)]
+    from sg3probe.store import SampleStore
+
+    def missing() -> int:
+        try:
+            return len(SampleStore.open(out).missing_shards())
+        except Exception:  # not created yet
+            return 400
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while missing() == 400 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)  # until the first shard is complete
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == EXIT_TERMINATED, stderr
+    assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    assert 0 < missing() < 400  # the written shards stay; the rest resumes
 
 
 def test_a_path_that_cannot_be_written_is_one_line(tmp_path):
