@@ -83,6 +83,38 @@ def _package_note() -> str:
     return f"; open_clip is not installed either: {INSTALL_HINT}"
 
 
+def read_state_dict(path: Path) -> dict[str, Any]:
+    """The model state dict in an open_clip weights file (plain, `state_dict` entry, DDP prefixes)."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError:
+        raise PluginError(f"reading {path.name} needs the safetensors package: pip install safetensors") from None
+    except Exception as error:  # a corrupt or foreign file: say so in one line
+        raise CheckpointError(f"{path} is not a readable open_clip weights file: {error}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{path} holds no state dict (found {type(state).__name__})")
+    if all(key.startswith("module.") for key in state):
+        state = {key[len("module."):]: value for key, value in state.items()}
+    return state
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed by size and mtime so that a replaced file is hashed again.
+    from sg3probe.checkpoints import file_sha256
+
+    return file_sha256(path)
+
+
 class OpenClipScorer(TextImageScorer):
     """An open_clip model (any architecture) loaded from a local weights file."""
 

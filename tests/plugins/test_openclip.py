@@ -13,7 +13,7 @@ from sg3probe.cli.main import cli
 from sg3probe.errors import CheckpointError, ConfigError, PluginError
 from sg3probe.plugin_manager import PluginManager
 from sg3probe.textimage import is_text_image_model
-from sg3probe.textimage_openclip import ARCH_ENV, CHECKPOINT_ENV, OpenClipScorer, import_open_clip
+from sg3probe.textimage_openclip import ARCH_ENV, CHECKPOINT_ENV, OpenClipScorer, import_open_clip, read_state_dict
 
 # A deliberately small open_clip architecture (a ViT and a text transformer of two layers each).
 TINY_ARCH = "sg3probe-test-tiny"
@@ -187,3 +187,18 @@ def test_a_checkpoint_of_another_architecture_is_refused(tiny_checkpoint, tmp_pa
             OpenClipScorer(checkpoint=path, arch=arch)
     with pytest.raises(ConfigError, match="no architecture 'no-such-arch'"):
         OpenClipScorer(checkpoint=path, arch="no-such-arch")
+
+
+def test_weights_files_are_read_without_open_clip(tmp_path):
+    # The file reading needs torch only, so it is checked here whether or not open_clip imports.
+    wrapped = tmp_path / "wrapped.pt"
+    torch.save({"state_dict": {"module.visual.proj": torch.ones(2), "module.logit_scale": torch.zeros(())}}, wrapped)
+    assert sorted(read_state_dict(wrapped)) == ["logit_scale", "visual.proj"]  # entry and DDP prefix dropped
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not torch")
+    with pytest.raises(CheckpointError, match="is not a readable open_clip weights file"):
+        read_state_dict(broken)
+    empty = tmp_path / "empty.pt"
+    torch.save({}, empty)
+    with pytest.raises(CheckpointError, match="holds no state dict"):
+        read_state_dict(empty)
