@@ -87,20 +87,22 @@ def run_schema(analyzer_cls) -> type:
     return with_sections(CoreConfig, {config_section(analyzer_cls.name): analyzer_cls.Config})
 
 
-def _check_out_folder(folder: Path, name: str) -> None:
-    """A ConfigError unless `folder` is new, empty, or a run of the same analyzer (which a rerun resumes):
-    never overwrite another analyzer's run or a folder of the user's own files."""
+def _check_out_folder(folder: Path, name: str) -> dict:
+    """The record (run.json) of the run in `folder`, {} if none; a ConfigError unless `folder` is new, empty, or a
+    run of the same analyzer (which a rerun resumes): never overwrite another analyzer's run or a user's files."""
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--out {folder} is a file, not a folder; give a new or empty folder")
     if not folder.is_dir() or {entry.name for entry in folder.iterdir()} <= {"samples"}:
-        return  # new, empty, or stopped after its stores were opened and before run.json was written
+        return {}  # new, empty, or stopped after its stores were opened and before run.json was written
     if not (folder / RUN_FILE).exists():
         raise ConfigError(f"--out {folder} is not empty and holds no {RUN_FILE}: it is not a run folder, and a run "
                           "would overwrite its files; give a new or empty folder")
-    earlier = read_run(folder).get("analyzers", [])
+    record = read_run(folder)
+    earlier = record.get("analyzers", [])
     if earlier and earlier != [name]:
         raise ConfigError(f"{folder} holds a run of {', '.join(earlier)}, not {name}: give another --out "
                           "(rerunning the same analyzer there resumes it)")
+    return record
 
 
 def _write_grid(G, path: Path, count: int, psi: float) -> None:
@@ -146,7 +148,7 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
                                            roles=tuple(roles), scorer=scorer))
 
     folder = Path(out) if out else allocate_run_dir(root, name, Path(models[roles[0]].source).stem)
-    _check_out_folder(folder, name)
+    earlier_config = _check_out_folder(folder, name).get("config", {})
     # Open (or resume) every store before run.json is written: a store of other settings is refused
     # while the folder still records the run that made it.
     stores = {role: open_sample_store(folder / "samples" / role, model.generator,
@@ -158,13 +160,13 @@ def run_analysis(name: str, *, config_file: str | None = None, sets: tuple[str, 
     record = dict(analyzers=[name], device=str(device), threads=threads, seeds=config.sampling.seeds, plugins=plugins,
                   model={role: {"name": m.source, "path": str(m.path), "sha256": m.sha256} for role, m in models.items()},
                   scorer=config.scorer if scorer else None)
-    earlier = read_run(folder).get("config", {}) if (folder / RUN_FILE).exists() else {}
-    if earlier.get(section) not in (None, resolved.to_dict().get(section)):
+    settings = resolved.to_dict()
+    if earlier_config.get(section) not in (None, settings.get(section)):
         print(f"note: {folder} holds results made with other [{section}] settings; this run reuses its samples and "
               "replaces those results when it finishes", file=sys.stderr)
     # The thread count the run used, not 0 ("one per core") or an environment variable: results follow it,
     # and config.toml must reproduce the run on another machine.
-    recorded = {**resolved.to_dict(), "threads": threads}
+    recorded = {**settings, "threads": threads}
     with Run(folder, argv=argv if argv is not None else sys.argv, config=recorded, **record) as run:
         samples = {}
         for role, model in models.items():

@@ -27,26 +27,19 @@ def test_bare_command_shows_the_help():
     assert "Usage: sg3probe" in result.output and "Commands:" in result.output
 
 
-def test_ctrl_c_exits_130_with_one_line(monkeypatch):
+@pytest.mark.parametrize("signal_error,exit_code,message", [
+    (KeyboardInterrupt, EXIT_INTERRUPTED, "error: interrupted;"),  # Ctrl-C: 130
+    (Terminated, EXIT_TERMINATED, "error: terminated (SIGTERM);"),  # SIGTERM stops the same way: 143
+])
+def test_a_stopped_command_exits_with_its_signal_code_and_one_line(monkeypatch, signal_error, exit_code, message):
     import sg3probe.pipeline
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(sg3probe.pipeline, "run_analysis", interrupted)
+    def stopped(*args, **kwargs):
+        raise signal_error
+    monkeypatch.setattr(sg3probe.pipeline, "run_analysis", stopped)
     result = CliRunner().invoke(cli, ["run", "disentanglement"])
-    assert result.exit_code == EXIT_INTERRUPTED == 130
-    assert _lines(result) == [_lines(result)[0]] and "interrupted" in _lines(result)[0], result.output
-
-
-def test_sigterm_stops_like_ctrl_c_with_exit_143(monkeypatch):
-    import sg3probe.pipeline
-
-    def terminated(*args, **kwargs):
-        raise Terminated
-    monkeypatch.setattr(sg3probe.pipeline, "run_analysis", terminated)
-    result = CliRunner().invoke(cli, ["run", "disentanglement"])
-    assert result.exit_code == EXIT_TERMINATED == 143
-    assert len(_lines(result)) == 1 and "terminated (SIGTERM)" in _lines(result)[0], result.output
+    assert result.exit_code == exit_code and (EXIT_INTERRUPTED, EXIT_TERMINATED) == (130, 143)
+    assert len(_lines(result)) == 1 and message in _lines(result)[0], result.output
 
 
 def test_a_real_sigterm_leaves_a_store_that_resumes(tmp_path):
