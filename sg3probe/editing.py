@@ -141,6 +141,20 @@ def load_direction(path: str | Path) -> Direction:
                      metadata=metadata)
 
 
+def save_direction(direction: Direction, path: str | Path) -> Path:
+    """Write `path`.npy (the vector, [1, dims] float32) and its sidecar `path`.json: the inverse of
+    load_direction. The sidecar holds the direction's metadata with space, layers, projection_std and
+    attribute set from the direction itself."""
+    path = Path(path)
+    path = path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, direction.vector.reshape(1, -1).astype(np.float32), allow_pickle=False)
+    sidecar = {**direction.metadata, "space": direction.space, "layers": list(direction.layers),
+               "projection_std": direction.projection_std, "attribute": direction.attribute}
+    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def check_direction(direction: Direction, G: Any) -> None:
     """Raise ConfigError if the direction's size does not fit generator G."""
     dims = direction.vector.size

@@ -11,14 +11,15 @@ import torch
 
 from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan
 from sg3probe.boundaries import Boundary, class_sizes, conditional_boundary, train_boundary
+from sg3probe.edit_effects import EditBench, View, change_rate, mean_shift, target_response
 from sg3probe.editing import Direction, format_layers, parse_layers, parse_strengths
 from sg3probe.errors import ConfigError
+from sg3probe.figures import image_rows
 from sg3probe.models.transforms import batch_inverse_transforms
 from sg3probe.results import AnalysisResult, Section
 from sg3probe.steps import StepRecord
 from sg3probe_interfacegan import figures
-from sg3probe_interfacegan.effects import (EditBench, View, change_rate, forward_rows, mean_shift,
-                                           target_response)
+from sg3probe_interfacegan.row_search import forward_rows
 
 UNALIGNED_VIEWS = ("pseudo-aligned", "transformed", "natural")
 # Where each toy-world attribute shows in the toy scorer's segmentation.
@@ -494,7 +495,7 @@ class _Study:
         if self.rows["layers"]:
             figs["layer ranges"] = figures.layer_heatmaps(tables["layers"])
         for title, grids in self.grids.items():
-            figs[f"edits: {title}"] = figures.edit_grid(grids, self.strengths, title)
+            figs[f"edits: {title}"] = image_rows(grids, title, [f"{s:+g}σ" for s in self.strengths])
         metrics = self._metrics(tables)
         sections = [
             Section("Boundaries", "Linear SVM (C=1) between the top and bottom share of each attribute's scores; "

@@ -8,7 +8,6 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from sg3probe.imaging import tile
 
 
 def response_curves(curves: pd.DataFrame) -> Figure:
@@ -86,24 +85,4 @@ def layer_heatmaps(table: pd.DataFrame) -> Figure:
             ax.set_title(f"{model}: {title}")
             ax.set_xlabel("ws rows edited")
             ax.set_ylabel("")
-    return figure
-
-
-def edit_grid(grids: dict[str, np.ndarray], strengths: np.ndarray, title: str) -> Figure:
-    """Rows of edits (attribute -> uint8 [S, H, W, C] of one sample) at each strength."""
-    names = list(grids)
-    first = grids[names[0]]
-    canvas = tile(np.concatenate([grids[n] for n in names]), columns=len(strengths), gap=2)
-    height, width = canvas.shape[:2]
-    figure = Figure(figsize=(2.0 + width / 60, 0.5 + height / 60), layout="constrained")
-    ax = figure.subplots()
-    ax.imshow(canvas, interpolation="nearest")
-    step = first.shape[1] + 2
-    ax.set_yticks([2 + step * i + first.shape[1] / 2 for i in range(len(names))], names, fontsize=8)
-    ax.set_xticks([2 + (first.shape[2] + 2) * i + first.shape[2] / 2 for i in range(len(strengths))],
-                  [f"{s:+g}σ" for s in strengths], fontsize=8)
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.set_title(title, fontsize=9)
     return figure

@@ -17,6 +17,7 @@ from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan
 from sg3probe.config import from_dict
 from sg3probe.editing import parse_strengths
 from sg3probe.errors import ConfigError
+from sg3probe.figures import image_rows
 from sg3probe.results import AnalysisResult, Section
 from sg3probe.store.seeds import parse_seeds
 from sg3probe.textimage import TextImageScorer, is_text_image_model
@@ -407,7 +408,7 @@ class _Study:
         figs = {}
         for prompt, rows in self.grids.items():
             if len(rows) > 1 and cfg.grid_samples > 0:  # grid_samples = 0: no edit grids
-                figs[f"edits: {prompt}"] = figures.edit_grid(rows, prompt)
+                figs[f"edits: {prompt}"] = image_rows(rows, f'"{prompt}"')
         if "side effects" in tables:
             figs["side effects"] = figures.side_effect_heatmaps(tables["side effects"])
         if "edits" in tables and "target_rate" in tables["edits"]:

@@ -8,32 +8,6 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from sg3probe.imaging import tile
-
-
-def edit_grid(rows: dict[str, np.ndarray], title: str) -> Figure:
-    """One row per label (e.g. "aligned: original", "aligned: global α=4"), uint8 pictures [k, H, W, C] each."""
-    labels = [label for label, pictures in rows.items() if len(pictures)]
-    columns = max(len(rows[label]) for label in labels)
-    shape = rows[labels[0]].shape[1:]
-    padded = []
-    for label in labels:
-        pictures = rows[label]
-        blank = np.full((columns - len(pictures),) + shape, 255, np.uint8)
-        padded.append(np.concatenate([pictures, blank]))
-    canvas = tile(np.concatenate(padded), columns=columns, gap=2)
-    height, width = canvas.shape[:2]
-    figure = Figure(figsize=(2.6 + width / 50, 0.5 + height / 50), layout="constrained")
-    ax = figure.subplots()
-    ax.imshow(canvas, interpolation="nearest")
-    step = shape[0] + 2
-    ax.set_yticks([2 + step * i + shape[0] / 2 for i in range(len(labels))], labels, fontsize=8)
-    ax.set_xticks([])
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.set_title(f'"{title}"', fontsize=9)
-    return figure
 
 
 def side_effect_heatmaps(table: pd.DataFrame) -> Figure:

@@ -16,7 +16,8 @@ _REPOSITORY = Path(__file__).resolve().parents[2]
 for _package, _folder in (("sg3probe", _REPOSITORY), ("sg3probe_disentanglement", _REPOSITORY / "plugins"),
                           ("sg3probe_rotation", _REPOSITORY / "plugins"),
                           ("sg3probe_stylespace", _REPOSITORY / "plugins"),
-                          ("sg3probe_styleclip", _REPOSITORY / "plugins")):
+                          ("sg3probe_styleclip", _REPOSITORY / "plugins"),
+                          ("sg3probe_closedform", _REPOSITORY / "plugins")):
     if importlib.util.find_spec(_package) is None:
         sys.path.insert(0, str(_folder))
 

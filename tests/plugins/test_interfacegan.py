@@ -14,10 +14,11 @@ import sg3probe
 from sg3probe.boundaries import Boundary, conditional_boundary, train_boundary
 from sg3probe.cli.edit_commands import render_latents
 from sg3probe.cli.main import cli
+from sg3probe.edit_effects import change_rate, mean_shift, target_response
 from sg3probe.editing import load_direction, parse_layers, parse_strengths
 from sg3probe.errors import ConfigError
 from sg3probe.sampling.sampler import style_layout
-from sg3probe_interfacegan.effects import change_rate, forward_rows, mean_shift, target_response
+from sg3probe_interfacegan.row_search import forward_rows
 
 
 def _unit(v):
