@@ -92,6 +92,13 @@ class SampleSet(Protocol):
 Samples = Mapping[str, SampleSet]
 
 
+def model_sha256(samples: SampleSet) -> str:
+    """The sha256 of the model that drew these samples, from their store's metadata ("" when unknown), for the
+    files an analyzer writes (a direction file's sidecar: `sg3probe edit` warns when it meets another model)."""
+    store = getattr(samples, "store", None)
+    return (getattr(store, "metadata", None) or {}).get("model_sha256", "")
+
+
 @dataclass
 class InMemorySampleSet:
     """A SampleSet over a dict of arrays: for tests and for analyzers called from Python."""

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan
+from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan, model_sha256
 from sg3probe.edit_effects import EditBench, View, change_rate
 from sg3probe.editing import Direction, format_layers, parse_layers, parse_strengths, save_direction
 from sg3probe.errors import ConfigError
@@ -94,6 +94,7 @@ class _ClosedForm(Analyzer):
         record = StepRecord(tables={"components": [], "effects": [], "spectrum": [], "grids": []},
                             arrays={f"held_out_seeds_{role}": np.asarray(samples["seeds"])[held]})
         folder = Path(ctx.work_dir) / "directions" / role
+        sha256 = model_sha256(samples)
         for group in self.find(role, G, samples, ctx, cfg):
             for k, share in enumerate(group.components.share):
                 record.tables["spectrum"].append({"model": role, "group": group.name, "component": k,
@@ -104,12 +105,12 @@ class _ClosedForm(Analyzer):
             bench = EditBench(G, readings, held_ws, view, batch_size=cfg.batch_size, keep=cfg.grid_samples)
             shown = min(cfg.components, len(group.components.vectors))
             for k in ctx.progress(range(shown), total=shown, desc=f"{self.name} {role} {group.name}"):
+                metadata = {"kind": f"{self.name}-direction", "model": role, "model_sha256": sha256,
+                            "group": group.name, "component": k, "share": float(group.components.share[k]),
+                            "value": float(group.components.values[k])}
                 direction = Direction(group.components.vectors[k], layers=group.rows,
                                       projection_std=float(group.sigmas[k]),
-                                      attribute=f"{self.name} {group.name} {k}",
-                                      metadata={"kind": f"{self.name}-direction", "model": role, "group": group.name,
-                                                "component": k, "share": float(group.components.share[k]),
-                                                "value": float(group.components.values[k])})
+                                      attribute=f"{self.name} {group.name} {k}", metadata=metadata)
                 path = save_direction(direction, folder / f"{group.name}_{k:02d}")
                 effect = bench.measure(direction, strengths, direction.raw_strengths(strengths, raw=False))
                 row, effects = _summarise(effect, kinds, natural_std, cfg.change_std)

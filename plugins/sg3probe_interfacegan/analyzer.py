@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan
+from sg3probe.analyzer import AnalysisContext, Analyzer, Needs, RunPlan, model_sha256
 from sg3probe.boundaries import Boundary, class_sizes, conditional_boundary, train_boundary
 from sg3probe.edit_effects import EditBench, View, change_rate, mean_shift, target_response
 from sg3probe.editing import Direction, format_layers, parse_layers, parse_strengths
@@ -230,7 +230,7 @@ class _Study:
         # All of W+ only when boundaries are trained on it; the edits need the held-out rows only.
         wplus = (np.asarray(samples["wplus"], dtype=np.float32) if {"wplus", "s"} & set(cfg.spaces) else None)
         held_ws = wplus[held] if wplus is not None else _rows_of(samples, "wplus", held)
-        sha256 = _model_sha256(samples)
+        sha256 = model_sha256(samples)
 
         boundaries = self._train(role, G, w, wplus, scores, train, sha256)
         conditional = self._conditional(role, boundaries, w[train], corr)
@@ -633,11 +633,6 @@ def _rows_of(samples, name: str, rows: np.ndarray) -> np.ndarray:
     if store is not None and hasattr(store, "read"):
         return np.asarray(store.read(name, rows), dtype=np.float32)
     return np.asarray(samples[name], dtype=np.float32)[rows]
-
-
-def _model_sha256(samples) -> str:
-    store = getattr(samples, "store", None)
-    return (getattr(store, "metadata", None) or {}).get("model_sha256", "")
 
 
 def _reading(tables: dict[str, pd.DataFrame], strengths: np.ndarray) -> str:

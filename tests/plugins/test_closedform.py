@@ -92,6 +92,7 @@ def test_sefa_on_the_toy_world_finds_the_pose_in_the_unaligned_input_affine(tmp_
     assert direction.layers == list(range(1, 16)) and direction.space == "w"
     assert direction.projection_std == pytest.approx(row["sigma"], rel=1e-6)
     assert direction.metadata["kind"] == "sefa-direction" and direction.metadata["component"] == 1
+    assert len(direction.metadata["model_sha256"]) == 64  # `sg3probe edit` warns when it meets another model
     figures = {p.name for p in (folder / "figures").iterdir()}
     assert {"spectrum.png", "what_each_direction_edits.png", "edits_unaligned_input.png"} <= figures
     assert "closed-form directions" in (out / "report.html").read_text()
