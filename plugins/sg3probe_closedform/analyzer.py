@@ -352,9 +352,9 @@ def _reading(method: str, components: pd.DataFrame, strengths: np.ndarray, cfg) 
             continue
         found = named[(named["model"] == model) & (named["group"] == group)]
         top = part.iloc[0]
-        text = (f"{model} model, {group}: of its {len(part)} strongest directions, {len(found)} move one attribute "
-                f"by at least one natural std between {strengths[0]:+g} and {strengths[-1]:+g} sigma, at least half "
-                f"of all they move ({', '.join(sorted(set(found['strongest']))) or 'none'}); the first moves "
+        text = (f"{model} model, {group}: {len(found)} of its {len(part)} strongest directions edit one attribute "
+                f"(it moves by at least one natural std between {strengths[0]:+g} and {strengths[-1]:+g} sigma, "
+                f"purity >= 0.5: {', '.join(sorted(set(found['strongest']))) or 'none'}); the first direction moves "
                 f"{top['strongest']} by {top['strongest_move_std']:+.2f} std (purity {top['purity']:.2f})")
         if "angle_change_deg" in part and part["angle_change_deg"].notna().any():
             turn = part.loc[part["angle_change_deg"].abs().idxmax()]
