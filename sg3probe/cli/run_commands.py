@@ -71,9 +71,18 @@ def _toml_string(text: str) -> str:
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default=None)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--rank", type=int, default=None,
+              help="This process's part of a store filled by several (with --world-size); default from "
+                   "torchrun's RANK or SLURM's SLURM_PROCID, else 0.")
+@click.option("--world-size", type=int, default=None,
+              help="How many processes fill the store together; default WORLD_SIZE or SLURM_NTASKS, else 1.")
 def sample(model_source, seeds, spaces, truncation_psi, truncation_cutoff, transforms, scorer, scorer_options,
-           pseudo_align, shard_size, batch_size, device, out):
-    """Sample latents (and scores) into a resumable, sharded store at OUT."""
+           pseudo_align, shard_size, batch_size, device, out, rank, world_size):
+    """Sample latents (and scores) into a resumable, sharded store at OUT.
+
+    Several processes (a SLURM array, torchrun, or a shell loop with --rank and --world-size) may fill
+    one store together: each computes every world-size-th shard from its rank.
+    """
     from sg3probe.checkpoints import load_model
     from sg3probe.config import parse_options
     from sg3probe.errors import ConfigError
@@ -94,6 +103,7 @@ def sample(model_source, seeds, spaces, truncation_psi, truncation_cutoff, trans
         raise ConfigError("--scorer-option needs --scorer")
     if pseudo_align and not scorer:
         raise ConfigError("--pseudo-align needs --scorer: it changes only how the scorer sees the images")
+    share = _share(rank, world_size)
     model = load_model(model_source, device)
     scorer_obj = (get_plugin_manager().build_scorer(scorer, str(model.generator.device), options)
                   if scorer else None)
@@ -101,8 +111,30 @@ def sample(model_source, seeds, spaces, truncation_psi, truncation_cutoff, trans
         raise ConfigError(f"scorer {scorer!r} gives no attributes to store (a text-image model?); give an "
                           "attribute scorer (see `sg3probe scorers`)")
     store = sample_to_store(out, model.generator, spec, scorer_obj, model_sha256=model.sha256,
-                            scorer_options=options)
-    click.echo(f"{out}: {len(store)} samples, arrays {', '.join(store.arrays)}")
+                            scorer_options=options, share=share)
+    missing = len(store.missing_shards())
+    if missing:
+        click.echo(f"{out}: rank {share[0]} of {share[1]} has filled its shards; {missing} of {store.num_shards} "
+                   "shards are still missing, for the other ranks (rerun any rank to resume it)")
+    else:
+        click.echo(f"{out}: {len(store)} samples, arrays {', '.join(store.arrays)}")
+
+
+def _share(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """(rank, world size) from the options, or from the launcher's environment when neither is given."""
+    from sg3probe.errors import ConfigError
+    from sg3probe.store import rank_and_world
+    from sg3probe.store.fill import check_share
+
+    try:
+        if rank is None and world_size is None:
+            return rank_and_world()
+        if rank is None or world_size is None:
+            raise ValueError("give --rank and --world-size together")
+        check_share(rank, world_size)
+    except ValueError as error:
+        raise ConfigError(f"sg3probe sample: {error}") from None
+    return rank, world_size
 
 
 COMMANDS = [run, sample]

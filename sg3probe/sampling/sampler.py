@@ -16,7 +16,7 @@ from sg3probe.analyzer import SPACES
 from sg3probe.models.transforms import batch_inverse_transforms
 from sg3probe.sampling.latents import z_from_seeds
 from sg3probe.scorer import Scorer
-from sg3probe.store import ArraySpec, SampleStore, fill
+from sg3probe.store import ArraySpec, SampleStore, fill, shard_share
 from sg3probe.store.seeds import parse_seed_ranges
 
 SCORE_PREFIX = "score__"
@@ -169,11 +169,15 @@ def open_sample_store(path, G, spec: SamplingSpec, scorer: Scorer | None = None,
 
 def sample_to_store(path, G, spec: SamplingSpec, scorer: Scorer | None = None, *,
                     model_sha256: str = "", scorer_options: Mapping[str, Any] | None = None,
-                    progress: bool = True) -> SampleStore:
-    """Create or resume the store at `path` and fill it; finished shards are never recomputed."""
+                    progress: bool = True, share: tuple[int, int] = (0, 1)) -> SampleStore:
+    """Create or resume the store at `path` and fill it; finished shards are never recomputed.
+
+    share: (rank, world size): this process fills only its share of the shards (shard_share), so that
+    `world size` processes, started on any machines that see `path`, fill the store together.
+    """
     store, sampler = open_sample_store(path, G, spec, scorer, model_sha256=model_sha256,
                                        scorer_options=scorer_options)
-    fill(store, sampler.compute, progress=progress)
+    fill(store, sampler.compute, progress=progress, shard_ids=shard_share(store.num_shards, *share))
     return store
 
 

@@ -6,7 +6,7 @@
     ws = SampleStore.open("samples/").array("ws")   # lazy [100000, 16, 512] over memory maps
 """
 from sg3probe.store.errors import StoreError
-from sg3probe.store.fill import FillResult, fill, run_shard
+from sg3probe.store.fill import FillResult, fill, rank_and_world, run_shard, shard_share
 from sg3probe.store.manifest import FORMAT_VERSION, ArraySpec
 from sg3probe.store.reading import Batch, ShardedArray
 from sg3probe.store.seeds import format_seeds, parse_seed_ranges, parse_seeds
@@ -25,5 +25,7 @@ __all__ = [
     "format_seeds",
     "parse_seed_ranges",
     "parse_seeds",
+    "rank_and_world",
     "run_shard",
+    "shard_share",
 ]

@@ -77,3 +77,15 @@ def test_a_path_that_cannot_be_written_is_one_line(tmp_path):
     assert result.exit_code == 1
     assert len(_lines(result)) == 1 and f"{blocker / 'images'}: " in _lines(result)[0], result.output
     assert "check the path" in _lines(result)[0]
+
+
+def test_sample_with_a_rank_fills_its_share_and_says_what_is_left(tmp_path):
+    out = tmp_path / "store"
+    common = ["sample", "--seeds", "0-23", "--spaces", "w", "--shard-size", "8", "--out", str(out)]
+    first = CliRunner().invoke(cli, common + ["--rank", "1", "--world-size", "2"])
+    assert first.exit_code == 0, first.output
+    assert "rank 1 of 2 has filled its shards; 2 of 3 shards are still missing" in first.output
+    second = CliRunner().invoke(cli, common + ["--rank", "0", "--world-size", "2"])
+    assert second.exit_code == 0 and "24 samples" in second.output
+    wrong = CliRunner().invoke(cli, common + ["--rank", "1"])
+    assert wrong.exit_code == 2 and "give --rank and --world-size together" in wrong.output
