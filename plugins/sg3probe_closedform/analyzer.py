@@ -191,15 +191,18 @@ class SeFa(_ClosedForm):
         synthesis = G.synthesis
         weights = [_affine_weight(getattr(synthesis, synthesis.layer_names[row - 1]).affine) for row in rows]
         w = np.asarray(samples["w"], np.float64)
-        groups = [_Group("synthesis", sefa(weights, cfg.components), rows, np.zeros(0))]
+
+        def spread(found: Components) -> np.ndarray:  # the std of the samples' W along each direction
+            return np.std(w @ found.vectors.T, axis=0)
+
+        found = sefa(weights, cfg.components)
+        groups = [_Group("synthesis", found, rows, spread(found))]
         if cfg.input:
             found = sefa([_affine_weight(synthesis.input.affine)], cfg.components)
             if len(found.vectors):
-                groups.append(_Group("input", found, [0], np.zeros(0), pseudo_align=False))
+                groups.append(_Group("input", found, [0], spread(found), pseudo_align=False))
             else:
                 ctx.log.warning("sefa: the %s model's input affine has rank 0 (its pose does not depend on w)", role)
-        for group in groups:
-            group.sigmas = np.std(w @ group.components.vectors.T, axis=0)
         return groups
 
 
